@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   -- creates .venv, installs, tokenizes a few images and writes the progressive strip
+#   make test   -- creates .venv, installs, runs the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+
+.PHONY: install demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+
+demo: install
+	$(BIN)/wavecode demo -o demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/tokenizer_speed.py --data-dir $(DATA)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

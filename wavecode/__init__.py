@@ -1,0 +1,8 @@
+"""wavecode: the 7-token wavelet language of Mattar et al. (arXiv 2406.19997), exact and fast."""
+from .grammar import GrammarState
+from .tokenizer import (PRESETS, SLOT_FIELDS, SLOT_KINDS, TOKEN_NAMES, TokenBatch,
+                        TokenizerConfig, WaveletTokenizer)
+
+__version__ = "0.1.0"
+__all__ = ["WaveletTokenizer", "TokenizerConfig", "TokenBatch", "GrammarState", "PRESETS",
+           "TOKEN_NAMES", "SLOT_FIELDS", "SLOT_KINDS", "__version__"]
