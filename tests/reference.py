@@ -65,8 +65,10 @@ def from_pyramid(pyr, wavelet, levels, shape, color="ycbcr"):
         planes.append(rec[top:top + h, left:left + w])
     x = np.stack(planes, axis=-1)
     if c == 3 and color == "ycbcr":
+        m = np.linalg.inv(np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
+                                    [0.5, -0.418688, -0.081312]]))
         y, cb, cr = x[..., 0], x[..., 1], x[..., 2]
-        x = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], -1)
+        x = np.stack([m[k, 0] * y + m[k, 1] * cb + m[k, 2] * cr for k in range(3)], -1)
     x = np.clip(x, 0.0, 1.0)
     return x[..., 0] if c == 1 else x
 

@@ -35,6 +35,12 @@ K_G4, K_G2, K_COEF, K_REF, K_DONE = 0, 1, 2, 3, 4
 # number of planes, exponent of T0, tokens consumed
 _P, _I, _K, _FB, _FQ, _ROOT, _NP, _E, _N = 0, 1, 2, 3, 4, 5, 6, 7, 8
 CURSOR_FIELDS = 9
+# JPEG's full-range YCbCr with centred chroma; the inverse is the exact matrix inverse (the usual
+# rounded constants 1.402 ... lose 1e-6, which would spoil lossless round trips)
+YCBCR = np.array([[0.299, 0.587, 0.114],
+                  [-0.168736, -0.331264, 0.5],
+                  [0.5, -0.418688, -0.081312]])
+YCBCR_INV = np.linalg.inv(YCBCR)
 # powers of two by table: libm's ldexp per token cost more than the rest of the scan
 _POW2_BIAS = 1100
 _POW2 = np.ldexp(1.0, np.arange(-_POW2_BIAS, 1024))
@@ -311,9 +317,8 @@ def _synthesize(pyr, tmp, out, hp, wp, top, left, ycbcr, levels, rlo, rhi, up_f,
                 y = pyr[base]
                 cb = pyr[plane + base]
                 cr = pyr[2 * plane + base]
-                out[r, q, 0] = y + 1.402 * cr
-                out[r, q, 1] = y - 0.344136 * cb - 0.714136 * cr
-                out[r, q, 2] = y + 1.772 * cb
+                for k in range(3):
+                    out[r, q, k] = YCBCR_INV[k, 0] * y + YCBCR_INV[k, 1] * cb + YCBCR_INV[k, 2] * cr
             else:
                 for k in range(c):
                     out[r, q, k] = pyr[k * plane + base]

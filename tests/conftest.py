@@ -1,0 +1,42 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+settings.register_profile("default", deadline=None, max_examples=40,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=500,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+#: the project's shared data folder (next to the checkout); absent in a user's clone
+SHARED = Path(os.environ.get("WAVECODE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared_dir(name):
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not present (the shared data is only in the project's workspace)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    from wavecode.datasets import load_idx_split
+    return load_idx_split(shared_dir("mnist"), "test")
+
+
+@pytest.fixture(scope="session")
+def fashion_test():
+    from wavecode.datasets import load_idx_split
+    return load_idx_split(shared_dir("fashion-mnist"), "test")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

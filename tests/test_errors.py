@@ -1,0 +1,113 @@
+"""Bad input: a clear ValueError, never a crash, a hang or a traceback from inside."""
+import gzip
+
+import numpy as np
+import pytest
+
+from wavecode import TokenBatch, TokenizerConfig, WaveletTokenizer
+from wavecode.datasets import load_idx_split, read_idx
+from wavecode.imageio import read_image
+from wavecode.layout import scan_layout
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return WaveletTokenizer("mnist", (28, 28))
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="unknown preset 'cifar'"):
+        WaveletTokenizer("cifar", (28, 28))
+    with pytest.raises(ValueError, match="unknown wavelet 'nope'"):
+        TokenizerConfig(wavelet="nope")
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W\) or \(H, W, 3\)"):
+        WaveletTokenizer("mnist", (28, 28, 4))
+    with pytest.raises(ValueError, match="color must be"):
+        TokenizerConfig(color="hsv")
+    with pytest.raises(ValueError, match="not a multiple"):
+        scan_layout(1, 28, 28, 3)
+
+
+def test_bad_images(tok):
+    with pytest.raises(ValueError, match="images must be uint8, not float64"):
+        tok.encode(np.zeros((2, 28, 28)))
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 28, 28\), not \(2, 28, 27\)"):
+        tok.encode(np.zeros((2, 28, 27), np.uint8))
+    with pytest.raises(ValueError, match="max_tokens must be >= 0"):
+        tok.encode(np.zeros((1, 28, 28), np.uint8), max_tokens=-1)
+    assert len(tok.encode(np.zeros((0, 28, 28), np.uint8))) == 0
+
+
+def test_illegal_streams_name_the_position(tok):
+    b = tok.encode(np.full((1, 28, 28), 200, np.uint8))
+    bad = b.tokens.copy()
+    bad[0] = 5  # a refinement where a decision is due
+    with pytest.raises(ValueError, match=r"illegal token NextAccuracy0 at position 0 of stream 0: "
+                                         r"expected one of"):
+        tok.decode(TokenBatch(bad, b.offsets, b.exponents, meta=b.meta))
+    junk = np.array([9], np.uint8)
+    with pytest.raises(ValueError, match="illegal token id 9 at position 0"):
+        tok.decode(TokenBatch(junk, np.array([0, 1]), b.exponents, meta=b.meta))
+    longer = np.concatenate([b.tokens, [5]]).astype(np.uint8)
+    with pytest.raises(ValueError, match="already complete after the final bit-plane"):
+        tok.decode(TokenBatch(longer, np.array([0, len(longer)]), b.exponents, meta=b.meta))
+
+
+def test_inconsistent_batches(tok):
+    t = np.zeros(3, np.uint8)
+    with pytest.raises(ValueError, match="offsets must start at 0"):
+        tok.decode(TokenBatch(t, np.array([0, 5]), np.array([1])))
+    with pytest.raises(ValueError, match="offsets do not fit"):
+        tok.decode(TokenBatch(t, np.array([0, 3]), np.array([1, 2])))
+    with pytest.raises(ValueError, match="exponents out of range"):
+        tok.decode(TokenBatch(t[:0], np.array([0, 0]), np.array([10 ** 6])))
+    with pytest.raises(ValueError, match="expected a TokenBatch"):
+        tok.decode(np.zeros(3))
+
+
+def test_grammar_state_input(tok):
+    with pytest.raises(ValueError, match="need 2 exponents, got 3"):
+        tok.start(2, [1, 2, 3])
+    st = tok.start(2, [3, 3])
+    with pytest.raises(ValueError, match=r"step needs 2 tokens, got shape \(3,\)"):
+        st.step(np.array([0, 0, 0]))
+    with pytest.raises(ValueError, match="tokens must be integers"):
+        st.step(np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        tok.start(0, [])
+
+
+def test_bad_token_files(tmp_path):
+    p = tmp_path / "garbage.npz"
+    p.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="garbage.npz: cannot read token file"):
+        TokenBatch.load(p)
+    with pytest.raises(ValueError, match="no such file"):
+        TokenBatch.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a token file"):
+        TokenBatch.load(tmp_path / "other.npz")
+    good = tmp_path / "good.npz"
+    tok = WaveletTokenizer("mnist", (28, 28))
+    tok.encode(np.full((2, 28, 28), 99, np.uint8)).save(good)
+    data = good.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.npz: cannot read token file"):
+        TokenBatch.load(tmp_path / "cut.npz")
+
+
+def test_bad_images_and_idx(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ValueError, match="x.png"):
+        read_image(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="no such file"):
+        read_image(tmp_path / "none.png")
+    with gzip.open(tmp_path / "t.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]) + b"\0" * 100)
+    with pytest.raises(ValueError, match="IDX body has 100 bytes, header says 1568"):
+        read_idx(tmp_path / "t.gz")
+    (tmp_path / "junk").write_bytes(b"hello")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "junk")
+    with pytest.raises(ValueError, match="no t10k-images-idx3-ubyte"):
+        load_idx_split(tmp_path, "test")
