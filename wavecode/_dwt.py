@@ -286,40 +286,69 @@ def _up_cols(src, sstride, n, w, rlo, rhi, uf, ux, row0, dst, dstride):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _transpose(src, sstride, h, w, dst, dstride):
-    """``dst[c, r] = src[r, c]`` for an ``h x w`` block."""
-    for r in range(h):
-        for c in range(w):
-            dst[c * dstride + r] = src[r * sstride + c]
+def _down_rows(src, sstride, h, n, flo, fhi, tf, tx, row0, dst, dstride):
+    """Periodized analysis along the second axis of an ``h x n`` block: low band into columns
+    ``[0, n/2)`` of ``dst``, high band into ``[n/2, n)``; sums kept in registers."""
+    h2 = n // 2
+    for rr in range(h):
+        s0 = rr * sstride
+        d0 = rr * dstride
+        for o in range(h2):
+            r = row0 + o
+            alo = 0.0
+            ahi = 0.0
+            for t in range(tf.shape[1]):
+                f = tf[r, t]
+                v = src[s0 + tx[r, t]]
+                alo += flo[f] * v
+                ahi += fhi[f] * v
+            dst[d0 + o] = alo
+            dst[d0 + h2 + o] = ahi
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _dwt2_inplace(pyr, tmp, tmp2, hp, wp, levels, flo, fhi, down_f, down_x, down_off):
+def _up_rows(src, sstride, h, n, rlo, rhi, uf, ux, row0, dst, dstride):
+    """Periodized synthesis along the second axis: columns ``[0, n)`` of ``src`` are the low
+    band, ``[n, 2n)`` the high band; ``2n`` output columns."""
+    for rr in range(h):
+        s0 = rr * sstride
+        d0 = rr * dstride
+        for o in range(2 * n):
+            r = row0 + o
+            acc = 0.0
+            for t in range(uf.shape[1]):
+                f = uf[r, t]
+                if f < 0:
+                    break
+                acc += rlo[f] * src[s0 + ux[r, t]]
+            for t in range(uf.shape[1]):
+                f = uf[r, t]
+                if f < 0:
+                    break
+                acc += rhi[f] * src[s0 + n + ux[r, t]]
+            dst[d0 + o] = acc
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _dwt2_inplace(pyr, tmp, hp, wp, levels, flo, fhi, down_f, down_x, down_off):
     """Forward DWT of one plane stored row-major in ``pyr[:hp*wp]`` (row stride ``wp``), in place,
-    into the pyramid layout of ``pywt.coeffs_to_array``. ``tmp`` and ``tmp2`` are scratch of
-    ``hp*wp`` each."""
+    into the pyramid layout of ``pywt.coeffs_to_array``. ``tmp`` is scratch of ``hp*wp``."""
     h = hp
     w = wp
     for _ in range(levels):
-        # axis -2 first (PyWavelets' dwtn order) -> tmp (h x w, stride w)
-        _down_cols(pyr, wp, h, w, flo, fhi, down_f, down_x, down_off[h], tmp, w)
-        # axis -1: transpose, filter along the first axis, transpose back into the pyramid
-        _transpose(tmp, w, h, w, tmp2, h)
-        _down_cols(tmp2, h, w, h, flo, fhi, down_f, down_x, down_off[w], tmp, h)
-        _transpose(tmp, h, w, h, pyr, wp)
+        # axis -2 first (PyWavelets' dwtn order), then axis -1
+        _down_cols(pyr, wp, h, w, flo, fhi, down_f, down_x, down_off[h], tmp, wp)
+        _down_rows(tmp, wp, h, w, flo, fhi, down_f, down_x, down_off[w], pyr, wp)
         h //= 2
         w //= 2
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _idwt2_inplace(pyr, tmp, tmp2, hp, wp, levels, rlo, rhi, up_f, up_x, up_off):
+def _idwt2_inplace(pyr, tmp, hp, wp, levels, rlo, rhi, up_f, up_x, up_off):
     """Inverse of :func:`_dwt2_inplace` (same layout), in place."""
     for lev in range(levels - 1, -1, -1):
         h = hp >> lev
         w = wp >> lev
-        # axis -1 first (PyWavelets' idwtn runs the axes in reverse)
-        _transpose(pyr, wp, h, w, tmp, h)
-        _up_cols(tmp, h, w // 2, h, rlo, rhi, up_f, up_x, up_off[w], tmp2, h)
-        _transpose(tmp2, h, w, h, tmp, w)
-        # then axis -2 -> back into the pyramid
-        _up_cols(tmp, w, h // 2, w, rlo, rhi, up_f, up_x, up_off[h], pyr, wp)
+        # axis -1 first (PyWavelets' idwtn runs the axes in reverse), then axis -2
+        _up_rows(pyr, wp, h, w // 2, rlo, rhi, up_f, up_x, up_off[w], tmp, wp)
+        _up_cols(tmp, wp, h // 2, w, rlo, rhi, up_f, up_x, up_off[h], pyr, wp)

@@ -1,13 +1,15 @@
 """Numba kernels of the scan: one cursor that the encoder, the decoder and the grammar state share.
 
-A *cursor* is a small int64 array (fields ``_P`` ... below) plus the per-image significance state
-(``sig``, per-block and per-quad significance counts) and the approximations ``approx``. The scan is
-written once, as three functions on it:
+A *cursor* is a handful of integers -- plane ``p``, entry ``i``, the kind ``k`` of the decision due
+there, and the ends of the open forced units -- plus the per-image significance state (``sig``,
+per-block and per-quad significance counts) and the approximations ``approx``. The encoder and
+decoder keep the integers in registers; the grammar state stores them per stream between steps.
+The scan is written once, as three functions on it:
 
-* :func:`_settle` moves the cursor to the next decision point and records its *kind*
+* :func:`_kind` says which decision is due at a position
   (group4 / group2 / coefficient / refinement / done);
 * :func:`_legal` says whether a token may come next (the grammar);
-* :func:`_apply` consumes a token.
+* :func:`_apply` consumes a token and moves to the next position.
 
 The encoder picks the token from the coefficients (:func:`_choose`); the decoder and the grammar
 state take it from the stream. None of them forks the scan.
@@ -31,8 +33,8 @@ from ._dwt import _dwt2_inplace, _idwt2_inplace
 G4, G2, INS, NSP, NSN, NA0, NA1 = 0, 1, 2, 3, 4, 5, 6
 # decision kinds (slot kinds); DONE: the stream is complete
 K_G4, K_G2, K_COEF, K_REF, K_DONE = 0, 1, 2, 3, 4
-# cursor fields: plane, entry, kind, forced-block end, forced-quad end, plane-0 end,
-# number of planes, exponent of T0, tokens consumed
+# fields of a stored cursor (the grammar state keeps one per stream between steps): plane, entry,
+# kind, forced-block end, forced-quad end, plane-0 end, number of planes, exponent of T0, tokens
 _P, _I, _K, _FB, _FQ, _ROOT, _NP, _E, _N = 0, 1, 2, 3, 4, 5, 6, 7, 8
 CURSOR_FIELDS = 9
 # JPEG's full-range YCbCr with centred chroma; the inverse is the exact matrix inverse (the usual
@@ -48,49 +50,23 @@ N_SLOT = 7  # plane, row, col, level, orientation, channel, kind
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _settle(cur, n, sig, bsig, qsig, blk, blk_start, quad, quad_start):
-    """Advance to the next decision point (wrap planes) and set its kind."""
-    if cur[_I] >= n:
-        cur[_P] += 1
-        cur[_I] = 0
-        cur[_FB] = -1
-        cur[_FQ] = -1
-        cur[_ROOT] = -1
-    if cur[_P] >= cur[_NP]:
-        cur[_K] = K_DONE
-        return
-    i = cur[_I]
+def _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts):
+    """The kind of decision due at entry ``i`` of plane ``p``."""
+    if p >= nplanes:
+        return K_DONE
     if sig[i]:
-        cur[_K] = K_REF
-        return
-    q = quad[i]
-    if q >= 0 and quad_start[i] and qsig[q] == 0:
-        b = blk[i]
-        if b >= 0 and blk_start[i] and bsig[b] == 0:
-            cur[_K] = K_G4
-        else:
-            cur[_K] = K_G2
-    else:
-        cur[_K] = K_COEF
+        return K_REF
+    s = starts[i]
+    if (s & 1) and qsig[quad[i]] == 0:
+        if (s & 2) and bsig[blk[i]] == 0:
+            return K_G4
+        return K_G2
+    return K_COEF
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _start(cur, exponent, final_exponent, n, sig, bsig, qsig, blk, blk_start, quad, quad_start):
-    nplanes = exponent - final_exponent + 1
-    cur[_P] = 0
-    cur[_I] = 0
-    cur[_FB] = -1
-    cur[_FQ] = -1
-    cur[_ROOT] = n if nplanes > 0 else -1
-    cur[_NP] = max(nplanes, 0)
-    cur[_E] = exponent
-    cur[_N] = 0
-    _settle(cur, n, sig, bsig, qsig, blk, blk_start, quad, quad_start)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _legal(cur, tok, blk_end, quad_end):
-    k = cur[_K]
+def _legal(tok, i, k, fb, fq, root, blk_end, quad_end):
+    """May ``tok`` come next? (``fb``, ``fq``, ``root``: ends of the open forced units)"""
     if k == K_DONE or tok < 0 or tok > NA1:
         return False
     if k == K_REF:
@@ -99,75 +75,70 @@ def _legal(cur, tok, blk_end, quad_end):
         return False
     if tok == NSP or tok == NSN:
         return True
-    i = cur[_I]
-    root = cur[_ROOT]
     if tok == G4:
         return k == K_G4 and blk_end[i] != root
-    # the units a zero emission here would leave open: a 4x4 that splits now, a 2x2 that splits now
+    # the units a zero emission here would leave open: a 4x4 or 2x2 that splits right now
     if k == K_G4:
         fb = blk_end[i]
-    else:
-        fb = cur[_FB]
     if tok == G2:
         if k == K_COEF:
             return False
         e = quad_end[i]
         return e != fb and e != root
-    # Insignificant
-    fq = quad_end[i] if k != K_COEF else cur[_FQ]
+    if k != K_COEF:
+        fq = quad_end[i]
     e = i + 1
     return e != fb and e != fq and e != root
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _apply(cur, tok, n, sig, bsig, qsig, approx, blk, blk_start, blk_end, quad, quad_start,
+def _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx, blk, blk_end, quad,
            quad_end):
-    """Consume a (legal) token and settle on the next decision point."""
-    i = cur[_I]
-    k = cur[_K]
-    t = _POW2[cur[_E] - cur[_P] + _POW2_BIAS]
-    if tok == G4:
-        cur[_I] = blk_end[i]
-    elif tok == G2:
-        if k == K_G4:
-            cur[_FB] = blk_end[i]
-        cur[_I] = quad_end[i]
+    """Consume a legal token at threshold ``t``; returns the new ``(p, i, fb, fq, root)``."""
+    if tok >= NA0:
+        # refinement: |approx| moves by t/4 towards |alpha|; branch-free, since these bits are
+        # coin flips that a branch predictor cannot learn (a +- t/4 is exact either way)
+        a = approx[i]
+        up = np.float64(tok - NA0) * 2.0 - 1.0
+        sgn = 1.0 if a > 0 else -1.0
+        approx[i] = a + sgn * up * (0.25 * t)
+        i += 1
     elif tok == INS:
         if k == K_G4:
-            cur[_FB] = blk_end[i]
+            fb = blk_end[i]
         if k != K_COEF:
-            cur[_FQ] = quad_end[i]
-        cur[_I] = i + 1
-    elif tok == NSP or tok == NSN:
+            fq = quad_end[i]
+        i += 1
+    elif tok == G2:
+        if k == K_G4:
+            fb = blk_end[i]
+        i = quad_end[i]
+    elif tok == G4:
+        i = blk_end[i]
+    else:
         sig[i] = 1
         if blk[i] >= 0:
             bsig[blk[i]] += 1
         if quad[i] >= 0:
             qsig[quad[i]] += 1
         approx[i] = 1.5 * t if tok == NSP else -1.5 * t
-        cur[_FB] = -1
-        cur[_FQ] = -1
-        cur[_ROOT] = -1
-    else:
-        a = approx[i]
-        d = 0.25 * t
-        if (tok == NA1) == (a > 0):
-            approx[i] = a + d
-        else:
-            approx[i] = a - d
-        cur[_I] = i + 1
-    cur[_N] += 1
-    _settle(cur, n, sig, bsig, qsig, blk, blk_start, quad, quad_start)
+        fb = -1
+        fq = -1
+        root = -1
+    if i >= n:
+        p += 1
+        i = 0
+        fb = -1
+        fq = -1
+        root = -1
+    return p, i, fb, fq, root
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _choose(cur, vals, mags, approx, bmax, qmax, blk, quad):
-    """The token the encoder emits at the cursor (a decision point that is not DONE)."""
-    k = cur[_K]
-    i = cur[_I]
+def _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad):
+    """The token the encoder emits at a decision of kind ``k`` (not DONE)."""
     if k == K_REF:
-        return NA1 if mags[i] >= abs(approx[i]) else NA0
-    t = _POW2[cur[_E] - cur[_P] + _POW2_BIAS]
+        return NA0 + np.int64(mags[i] >= abs(approx[i]))
     if k == K_G4 and bmax[blk[i]] < t:
         return G4
     if k != K_COEF and qmax[quad[i]] < t:
@@ -178,31 +149,23 @@ def _choose(cur, vals, mags, approx, bmax, qmax, blk, quad):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _write_slot(slots, r, cur, row, col, ch, sb, sb_level, sb_orient):
-    i = cur[_I]
+def _write_slot(slots, r, p, i, k, row, col, ch, sb, sb_level, sb_orient):
     s = sb[i]
-    slots[r, 0] = cur[_P]
+    slots[r, 0] = p
     slots[r, 1] = row[i]
     slots[r, 2] = col[i]
     slots[r, 3] = sb_level[s]
     slots[r, 4] = sb_orient[s]
     slots[r, 5] = ch[i]
-    slots[r, 6] = cur[_K]
+    slots[r, 6] = k
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _expand_slots(entries, pk, slots, row, col, ch, sb, sb_level, sb_orient):
     """Compact slots (entry, plane*4 + kind) -> (N, 7) slot features."""
     for r in range(entries.shape[0]):
-        i = entries[r]
-        s = sb[i]
-        slots[r, 0] = pk[r] >> 2
-        slots[r, 1] = row[i]
-        slots[r, 2] = col[i]
-        slots[r, 3] = sb_level[s]
-        slots[r, 4] = sb_orient[s]
-        slots[r, 5] = ch[i]
-        slots[r, 6] = pk[r] & 3
+        _write_slot(slots, r, pk[r] >> 2, entries[r], pk[r] & 3, row, col, ch, sb, sb_level,
+                    sb_orient)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -217,16 +180,21 @@ def _exponent_of(mags, final_exponent):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _encode_scan(cur, vals, exponent, final_exponent, max_tokens, tok_out, ent_out, pk_out, pos,
-                 want_slots, sig, bsig, qsig, approx, mags, bmax, qmax,
-                 blk, blk_start, blk_end, quad, quad_start, quad_end):
-    """Encode one image given its coefficients ``vals`` in scan order; write tokens (and compact
-    slots: entry, plane*4 + kind) from row ``pos`` of the outputs. Returns the token count."""
-    n = vals.shape[0]
+def _reset(sig, bsig, qsig, approx):
     sig[:] = 0
     bsig[:] = 0
     qsig[:] = 0
     approx[:] = 0.0
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _encode_scan(vals, exponent, final_exponent, max_tokens, tok_out, ent_out, pk_out, pos,
+                 want_slots, sig, bsig, qsig, approx, mags, bmax, qmax,
+                 blk, blk_end, quad, quad_end, starts):
+    """Encode one image given its coefficients ``vals`` in scan order; write tokens (and compact
+    slots: entry, plane*4 + kind) from row ``pos`` of the outputs. Returns the token count."""
+    n = vals.shape[0]
+    _reset(sig, bsig, qsig, approx)
     bmax[:] = 0.0
     qmax[:] = 0.0
     for i in range(n):
@@ -236,37 +204,50 @@ def _encode_scan(cur, vals, exponent, final_exponent, max_tokens, tok_out, ent_o
             bmax[blk[i]] = m
         if quad[i] >= 0 and m > qmax[quad[i]]:
             qmax[quad[i]] = m
-    _start(cur, exponent, final_exponent, n, sig, bsig, qsig, blk, blk_start, quad, quad_start)
+    nplanes = max(exponent - final_exponent + 1, 0)
+    p = 0
+    i = 0
+    fb = -1
+    fq = -1
+    root = n
+    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
     count = 0
-    while cur[_K] != K_DONE and count < max_tokens:
-        tok = _choose(cur, vals, mags, approx, bmax, qmax, blk, quad)
+    while k != K_DONE and count < max_tokens:
+        t = _POW2[exponent - p + _POW2_BIAS]
+        tok = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
         tok_out[pos + count] = tok
         if want_slots:
-            ent_out[pos + count] = cur[_I]
-            pk_out[pos + count] = (cur[_P] << 2) | cur[_K]
+            ent_out[pos + count] = i
+            pk_out[pos + count] = (p << 2) | k
         count += 1
-        _apply(cur, tok, n, sig, bsig, qsig, approx, blk, blk_start, blk_end, quad, quad_start,
-               quad_end)
+        p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
+                                    blk, blk_end, quad, quad_end)
+        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
     return count
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _decode_scan(cur, tokens, exponent, final_exponent, sig, bsig, qsig, approx,
-                 blk, blk_start, blk_end, quad, quad_start, quad_end):
+def _decode_scan(tokens, exponent, final_exponent, sig, bsig, qsig, approx,
+                 blk, blk_end, quad, quad_end, starts):
     """Replay ``tokens`` into ``approx`` (scan order). Returns -1, or the index of the first
     illegal token."""
     n = approx.shape[0]
-    sig[:] = 0
-    bsig[:] = 0
-    qsig[:] = 0
-    approx[:] = 0.0
-    _start(cur, exponent, final_exponent, n, sig, bsig, qsig, blk, blk_start, quad, quad_start)
-    for k in range(tokens.shape[0]):
-        tok = tokens[k]
-        if not _legal(cur, tok, blk_end, quad_end):
-            return k
-        _apply(cur, tok, n, sig, bsig, qsig, approx, blk, blk_start, blk_end, quad, quad_start,
-               quad_end)
+    _reset(sig, bsig, qsig, approx)
+    nplanes = max(exponent - final_exponent + 1, 0)
+    p = 0
+    i = 0
+    fb = -1
+    fq = -1
+    root = n
+    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+    for c in range(tokens.shape[0]):
+        tok = tokens[c]
+        if not _legal(tok, i, k, fb, fq, root, blk_end, quad_end):
+            return c
+        t = _POW2[exponent - p + _POW2_BIAS]
+        p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
+                                    blk, blk_end, quad, quad_end)
+        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
     return -1
 
 
@@ -275,7 +256,7 @@ def _decode_scan(cur, tokens, exponent, final_exponent, sig, bsig, qsig, approx,
 @njit(cache=True, nogil=True, _nrt=False)
 def _analyze(img, pyr, tmp, hp, wp, top, left, ycbcr, levels, dlo, dhi, down_f, down_x, down_off):
     """uint8 (H, W, C) image -> pyramid (C * hp * wp,), zero padded, colour transformed.
-    ``tmp`` is scratch of ``2 * hp * wp``."""
+    ``tmp`` is scratch of ``hp * wp``."""
     h, w, c = img.shape
     pyr[:] = 0.0
     plane = hp * wp
@@ -295,10 +276,8 @@ def _analyze(img, pyr, tmp, hp, wp, top, left, ycbcr, levels, dlo, dhi, down_f, 
                 base = (r + top) * wp + left + k * plane
                 for q in range(w):
                     pyr[base + q] = img[r, q, k] / 255.0
-    t1 = tmp[:plane]
-    t2 = tmp[plane:2 * plane]
     for k in range(c):
-        _dwt2_inplace(pyr[k * plane:(k + 1) * plane], t1, t2, hp, wp, levels, dlo, dhi,
+        _dwt2_inplace(pyr[k * plane:(k + 1) * plane], tmp, hp, wp, levels, dlo, dhi,
                       down_f, down_x, down_off)
 
 
@@ -308,7 +287,7 @@ def _synthesize(pyr, tmp, out, hp, wp, top, left, ycbcr, levels, rlo, rhi, up_f,
     h, w, c = out.shape
     plane = hp * wp
     for k in range(c):
-        _idwt2_inplace(pyr[k * plane:(k + 1) * plane], tmp[:plane], tmp[plane:], hp, wp, levels, rlo, rhi,
+        _idwt2_inplace(pyr[k * plane:(k + 1) * plane], tmp, hp, wp, levels, rlo, rhi,
                        up_f, up_x, up_off)
     for r in range(h):
         for q in range(w):
@@ -328,6 +307,16 @@ def _synthesize(pyr, tmp, out, hp, wp, top, left, ycbcr, levels, rlo, rhi, up_f,
 
 
 # --- batch kernels ----------------------------------------------------------------------------
+# ``lay`` = (blk, blk_end, quad, quad_end, starts, row, col, ch, sb, sb_level, sb_orient, flat,
+#            n_blocks, n_quads): the scan tables of :mod:`wavecode.layout`
+
+@njit(cache=True, nogil=True)
+def _scratch(n, nblk, nquad):
+    return (np.empty(n, np.float64), np.empty(n, np.float64), np.empty(n, np.float64),
+            np.empty(n, np.uint8), np.empty(max(nblk, 1), np.int32),
+            np.empty(max(nquad, 1), np.int32), np.empty(max(nblk, 1), np.float64),
+            np.empty(max(nquad, 1), np.float64))
+
 
 @njit(cache=True, nogil=True)
 def _encode_images(images, lo, hi, hp, wp, top, left, ycbcr, levels, final_exponent, max_tokens,
@@ -338,38 +327,29 @@ def _encode_images(images, lo, hi, hp, wp, top, left, ycbcr, levels, final_expon
     ``cap`` tokens and double when an image might not fit.
     """
     dlo, dhi, _, _, down_f, down_x, down_off, _, _, _ = plan
-    (blk, blk_start, blk_end, quad, quad_start, quad_end, row, col, ch, sb, sb_level, sb_orient,
-     flat, nblk, nquad) = lay
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = flat.shape[0]
     c = images.shape[3]
     pyr = np.empty(c * hp * wp, np.float64)
-    tmp = np.empty(2 * hp * wp, np.float64)
-    vals = np.empty(n, np.float64)
-    mags = np.empty(n, np.float64)
-    approx = np.empty(n, np.float64)
-    sig = np.empty(n, np.uint8)
-    bsig = np.empty(max(nblk, 1), np.int32)
-    qsig = np.empty(max(nquad, 1), np.int32)
-    bmax = np.empty(max(nblk, 1), np.float64)
-    qmax = np.empty(max(nquad, 1), np.float64)
+    tmp = np.empty(hp * wp, np.float64)
+    vals, mags, approx, sig, bsig, qsig, bmax, qmax = _scratch(n, nblk, nquad)
     nimg = hi - lo
     counts = np.empty(nimg, np.int64)
     exps = np.empty(nimg, np.int32)
     tokens = np.empty(cap, np.uint8)
     ents = np.empty(cap if want_slots else 1, np.int32)
     pks = np.empty(cap if want_slots else 1, np.uint8)
-    cur = np.empty(CURSOR_FIELDS, np.int64)
     pos = 0
-    # most tokens one image can take: every entry of every plane gives at most two
     for b in range(nimg):
         _analyze(images[lo + b], pyr, tmp, hp, wp, top, left, ycbcr, levels, dlo, dhi,
                  down_f, down_x, down_off)
         for i in range(n):
-            vals[i] = pyr[flat[i]]
-        for i in range(n):
-            mags[i] = abs(vals[i])
+            v = pyr[flat[i]]
+            vals[i] = v
+            mags[i] = abs(v)
         e = _exponent_of(mags, final_exponent)
         exps[b] = e
+        # an entry gives at most two tokens per plane
         bound = min(max_tokens, 2 * n * max(e - final_exponent + 1, 0))
         if pos + bound > tokens.shape[0]:
             new_cap = max(2 * tokens.shape[0], pos + bound)
@@ -383,9 +363,9 @@ def _encode_images(images, lo, hi, hp, wp, top, left, ycbcr, levels, final_expon
                 p2 = np.empty(new_cap, np.uint8)
                 p2[:pos] = pks[:pos]
                 pks = p2
-        cnt = _encode_scan(cur, vals, e, final_exponent, max_tokens, tokens, ents, pks, pos,
+        cnt = _encode_scan(vals, e, final_exponent, max_tokens, tokens, ents, pks, pos,
                            want_slots, sig, bsig, qsig, approx, mags, bmax, qmax,
-                           blk, blk_start, blk_end, quad, quad_start, quad_end)
+                           blk, blk_end, quad, quad_end, starts)
         counts[b] = cnt
         pos += cnt
     if want_slots:
@@ -397,28 +377,19 @@ def _encode_images(images, lo, hi, hp, wp, top, left, ycbcr, levels, final_expon
 def _encode_pyramids(pyrs, final_exponent, max_tokens, lay, exps_in, tokens, ents, pks, offsets,
                      counts, exps_out, want_slots):
     """Encode coefficient pyramids (B, C*H*W) given exponents (or -2**31 to compute them) into
-    preallocated outputs; ``offsets[b]`` is where image b starts. Used by tests and the codec."""
-    (blk, blk_start, blk_end, quad, quad_start, quad_end, row, col, ch, sb, sb_level, sb_orient,
-     flat, nblk, nquad) = lay
+    preallocated outputs; ``offsets[b]`` is where image b starts."""
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = flat.shape[0]
-    vals = np.empty(n, np.float64)
-    mags = np.empty(n, np.float64)
-    approx = np.empty(n, np.float64)
-    sig = np.empty(n, np.uint8)
-    bsig = np.empty(max(nblk, 1), np.int32)
-    qsig = np.empty(max(nquad, 1), np.int32)
-    bmax = np.empty(max(nblk, 1), np.float64)
-    qmax = np.empty(max(nquad, 1), np.float64)
-    cur = np.empty(CURSOR_FIELDS, np.int64)
+    vals, mags, approx, sig, bsig, qsig, bmax, qmax = _scratch(n, nblk, nquad)
     for b in range(pyrs.shape[0]):
         for i in range(n):
             vals[i] = pyrs[b, flat[i]]
             mags[i] = abs(vals[i])
         e = exps_in[b] if exps_in[b] > -(2 ** 31) else _exponent_of(mags, final_exponent)
         exps_out[b] = e
-        counts[b] = _encode_scan(cur, vals, e, final_exponent, max_tokens, tokens, ents, pks,
+        counts[b] = _encode_scan(vals, e, final_exponent, max_tokens, tokens, ents, pks,
                                  offsets[b], want_slots, sig, bsig, qsig, approx, mags, bmax,
-                                 qmax, blk, blk_start, blk_end, quad, quad_start, quad_end)
+                                 qmax, blk, blk_end, quad, quad_end, starts)
 
 
 @njit(cache=True, nogil=True)
@@ -428,21 +399,15 @@ def _decode_images(tokens, offsets, exps, lo, hi, out, hp, wp, top, left, ycbcr,
     index of the first illegal token. With ``want_pixels`` False, the approximations are written
     to ``coef_out[b]`` (flattened pyramid) instead."""
     _, _, rlo, rhi, _, _, _, up_f, up_x, up_off = plan
-    (blk, blk_start, blk_end, quad, quad_start, quad_end, row, col, ch, sb, sb_level, sb_orient,
-     flat, nblk, nquad) = lay
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = flat.shape[0]
     c = out.shape[3]
     pyr = np.empty(c * hp * wp, np.float64)
-    tmp = np.empty(2 * hp * wp, np.float64)
-    approx = np.empty(n, np.float64)
-    sig = np.empty(n, np.uint8)
-    bsig = np.empty(max(nblk, 1), np.int32)
-    qsig = np.empty(max(nquad, 1), np.int32)
-    cur = np.empty(CURSOR_FIELDS, np.int64)
+    tmp = np.empty(hp * wp, np.float64)
+    _, _, approx, sig, bsig, qsig, _, _ = _scratch(n, nblk, nquad)
     for b in range(lo, hi):
-        err = _decode_scan(cur, tokens[offsets[b]:offsets[b + 1]], exps[b], final_exponent,
-                           sig, bsig, qsig, approx, blk, blk_start, blk_end, quad, quad_start,
-                           quad_end)
+        err = _decode_scan(tokens[offsets[b]:offsets[b + 1]], exps[b], final_exponent,
+                           sig, bsig, qsig, approx, blk, blk_end, quad, quad_end, starts)
         errors[b] = err
         if err >= 0:
             continue
@@ -461,59 +426,79 @@ def _decode_images(tokens, offsets, exps, lo, hi, out, hp, wp, top, left, ycbcr,
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _state_start(cur, sig, bsig, qsig, approx, exps, final_exponent, lay):
-    (blk, blk_start, blk_end, quad, quad_start, quad_end, row, col, ch, sb, sb_level, sb_orient,
-     flat, nblk, nquad) = lay
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = flat.shape[0]
     sig[:] = 0
     bsig[:] = 0
     qsig[:] = 0
     approx[:] = 0.0
     for b in range(cur.shape[0]):
-        _start(cur[b], exps[b], final_exponent, n, sig[b], bsig[b], qsig[b], blk, blk_start, quad,
-               quad_start)
+        nplanes = max(exps[b] - final_exponent + 1, 0)
+        cur[b, _P] = 0
+        cur[b, _I] = 0
+        cur[b, _FB] = -1
+        cur[b, _FQ] = -1
+        cur[b, _ROOT] = n
+        cur[b, _NP] = nplanes
+        cur[b, _E] = exps[b]
+        cur[b, _N] = 0
+        cur[b, _K] = _kind(0, 0, nplanes, sig[b], bsig[b], qsig[b], blk, quad, starts)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _state_step(cur, sig, bsig, qsig, approx, tokens, lay):
     """One token per stream (-1: leave that stream alone). Checks every stream first and
     changes nothing if one token is illegal; returns -1 or the first offending stream."""
-    (blk, blk_start, blk_end, quad, quad_start, quad_end, row, col, ch, sb, sb_level, sb_orient,
-     flat, nblk, nquad) = lay
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = flat.shape[0]
     for b in range(cur.shape[0]):
-        if tokens[b] >= 0 and not _legal(cur[b], tokens[b], blk_end, quad_end):
+        c = cur[b]
+        if tokens[b] >= 0 and not _legal(tokens[b], c[_I], c[_K], c[_FB], c[_FQ], c[_ROOT],
+                                         blk_end, quad_end):
             return b
     for b in range(cur.shape[0]):
-        if tokens[b] >= 0:
-            _apply(cur[b], tokens[b], n, sig[b], bsig[b], qsig[b], approx[b], blk, blk_start,
-                   blk_end, quad, quad_start, quad_end)
+        if tokens[b] < 0:
+            continue
+        c = cur[b]
+        t = _POW2[c[_E] - c[_P] + _POW2_BIAS]
+        p, i, fb, fq, root = _apply(tokens[b], c[_P], c[_I], c[_K], c[_FB], c[_FQ], c[_ROOT], t,
+                                    n, sig[b], bsig[b], qsig[b], approx[b], blk, blk_end, quad,
+                                    quad_end)
+        c[_P] = p
+        c[_I] = i
+        c[_FB] = fb
+        c[_FQ] = fq
+        c[_ROOT] = root
+        c[_N] += 1
+        c[_K] = _kind(p, i, c[_NP], sig[b], bsig[b], qsig[b], blk, quad, starts)
     return -1
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _state_mask(cur, mask, lay):
-    blk_end = lay[2]
-    quad_end = lay[5]
+    blk_end = lay[1]
+    quad_end = lay[3]
     for b in range(cur.shape[0]):
+        c = cur[b]
         for t in range(7):
-            mask[b, t] = _legal(cur[b], t, blk_end, quad_end)
+            mask[b, t] = _legal(t, c[_I], c[_K], c[_FB], c[_FQ], c[_ROOT], blk_end, quad_end)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _state_slots(cur, slots, lay):
-    (blk, blk_start, blk_end, quad, quad_start, quad_end, row, col, ch, sb, sb_level, sb_orient,
-     flat, nblk, nquad) = lay
+    _, _, _, _, _, row, col, ch, sb, sb_level, sb_orient, _, _, _ = lay
     for b in range(cur.shape[0]):
         if cur[b, _K] == K_DONE:
             slots[b, :] = -1
         else:
-            _write_slot(slots, b, cur[b], row, col, ch, sb, sb_level, sb_orient)
+            _write_slot(slots, b, cur[b, _P], cur[b, _I], cur[b, _K], row, col, ch, sb, sb_level,
+                        sb_orient)
 
 
 @njit(cache=True, nogil=True)
 def _analyze_batch(images, pyrs, hp, wp, top, left, ycbcr, levels, plan):
     dlo, dhi, _, _, down_f, down_x, down_off, _, _, _ = plan
-    tmp = np.empty(2 * hp * wp, np.float64)
+    tmp = np.empty(hp * wp, np.float64)
     for b in range(images.shape[0]):
         _analyze(images[b], pyrs[b], tmp, hp, wp, top, left, ycbcr, levels, dlo, dhi,
                  down_f, down_x, down_off)
@@ -522,7 +507,7 @@ def _analyze_batch(images, pyrs, hp, wp, top, left, ycbcr, levels, plan):
 @njit(cache=True, nogil=True)
 def _synthesize_batch(pyrs, out, hp, wp, top, left, ycbcr, levels, plan):
     _, _, rlo, rhi, _, _, _, up_f, up_x, up_off = plan
-    tmp = np.empty(2 * hp * wp, np.float64)
+    tmp = np.empty(hp * wp, np.float64)
     buf = np.empty(pyrs.shape[1], np.float64)
     for b in range(pyrs.shape[0]):
         buf[:] = pyrs[b]

@@ -55,6 +55,7 @@ class ScanLayout:
     quad: np.ndarray        # (N,) int32 2x2-block id, -1 for 1x1 subbands
     quad_start: np.ndarray  # (N,) uint8
     quad_end: np.ndarray    # (N,) int32
+    starts: np.ndarray      # (N,) uint8 bit 0: first entry of a 2x2, bit 1: of a 4x4 block
     sb_level: np.ndarray    # (S,) int16
     sb_orient: np.ndarray   # (S,) int16
     n_blocks: int
@@ -65,9 +66,6 @@ class ScanLayout:
         """Number of entries (coefficients) in one bit-plane."""
         return int(self.ch.shape[0])
 
-    def kernel_args(self):
-        """The tables in the order the scan kernels take them."""
-        return (self.blk, self.blk_start, self.blk_end, self.quad, self.quad_start, self.quad_end)
 
 
 @lru_cache(maxsize=32)
@@ -123,6 +121,8 @@ def scan_layout(channels: int, height: int, width: int, levels: int) -> ScanLayo
         flat=(ch_a.astype(np.int64) * height + row_a) * width + col_a,
         sb=i32(sbi), blk=i32(blk), blk_start=np.asarray(bst, np.uint8), blk_end=i32(bend),
         quad=i32(quad), quad_start=np.asarray(qst, np.uint8), quad_end=i32(qend),
+        starts=((np.asarray(qst, np.uint8) & (i32(quad) >= 0))
+                | (np.asarray(bst, np.uint8) << 1)).astype(np.uint8),
         sb_level=np.asarray([b[4] for b in bands], np.int16),
         sb_orient=np.asarray([b[5] for b in bands], np.int16),
         n_blocks=nb, n_quads=nq,

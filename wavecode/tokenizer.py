@@ -270,9 +270,9 @@ class WaveletTokenizer:
         self.layout: ScanLayout = scan_layout(c, hp, wp, levels)
         self._plan = dwt_plan(config.wavelet, hp, wp, levels)
         lay = self.layout
-        self._lay = (lay.blk, lay.blk_start, lay.blk_end, lay.quad, lay.quad_start, lay.quad_end,
-                     lay.row, lay.col, lay.ch, lay.sb, lay.sb_level, lay.sb_orient, lay.flat,
-                     lay.n_blocks, lay.n_quads)
+        self._lay = (lay.blk, lay.blk_end, lay.quad, lay.quad_end, lay.starts, lay.row, lay.col,
+                     lay.ch, lay.sb, lay.sb_level, lay.sb_orient, lay.flat, lay.n_blocks,
+                     lay.n_quads)
         self._ycbcr = c == 3 and config.color == "ycbcr"
         self.threads = threads or os.cpu_count() or 1
 

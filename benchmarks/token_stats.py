@@ -1,0 +1,95 @@
+"""Tokens per image and PSNR of the wavelet language on the MNIST / Fashion-MNIST test sets.
+
+For each preset: tokens per image (mean, max), the PSNR of the full stream on the 28x28 crop, and
+the PSNR after every token budget (prefix) -- the quality/length trade-off the GPT works with.
+Writes CompressAI-style JSON, a PSNR-vs-tokens plot and a progressive strip next to it.
+
+    python benchmarks/token_stats.py --data-dir ../shared/data
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wavecode import TokenizerConfig, WaveletTokenizer  # noqa: E402
+from wavecode.datasets import load_idx_split  # noqa: E402
+from wavecode.imageio import write_image  # noqa: E402
+from wavecode.viz import progressive_strip  # noqa: E402
+
+SETTINGS = [("mnist", "mnist", "haar", -3), ("mnist", "mnist (2^-2)", "haar", -2),
+            ("fashion-mnist", "fashion-mnist", "bior4.4", -4)]
+BUDGETS = [25, 50, 100, 200, 300, 400, 600, 800, 1000, 1500, 2000, 3000]
+
+
+def psnr(rec, x):
+    mse = np.mean((rec - x / 255.0) ** 2, axis=(1, 2))
+    return 10 * np.log10(1.0 / np.maximum(mse, 1e-20))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "token_stats"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    results = {}
+    print(f"{'setting':<16} {'wavelet':<8} {'final T':>8} {'tokens mean':>12} {'max':>6} "
+          f"{'PSNR (dB)':>10}")
+    for data, label, wavelet, fe in SETTINGS:
+        x, _ = load_idx_split(Path(args.data_dir) / data, "test")
+        tok = WaveletTokenizer(TokenizerConfig(wavelet=wavelet, final_exponent=fe), (28, 28))
+        batch = tok.encode(x)
+        full = psnr(tok.decode(batch), x)
+        curve = [float(psnr(tok.decode(batch, prefix=k), x).mean()) for k in BUDGETS]
+        results[label] = {"tokens_mean": float(batch.lengths.mean()),
+                          "tokens_max": int(batch.lengths.max()),
+                          "psnr": float(full.mean()), "budgets": BUDGETS, "psnr_at_budget": curve}
+        print(f"{label:<16} {wavelet:<8} {'2^' + str(fe):>8} {batch.lengths.mean():>12.1f} "
+              f"{batch.lengths.max():>6} {full.mean():>10.2f}")
+        if label == data:
+            pick = batch.subset(range(6))
+            write_image(out.parent / f"progressive_{data}.png",
+                        progressive_strip(tok, pick, steps=8, scale=3, original=x[:6]))
+    print("\nmean PSNR (dB) after the first N tokens:")
+    print(f"{'N':>6} " + " ".join(f"{k:>16}" for k in results))
+    for j, n in enumerate(BUDGETS):
+        print(f"{n:>6} " + " ".join(f"{results[k]['psnr_at_budget'][j]:>16.2f}" for k in results))
+
+    doc = {"name": "wavecode-language", "description": "10k test sets; PSNR on the 28x28 crop, "
+           "mean over images; psnr_at_budget after the first N tokens",
+           "results": {k: results[k] for k in results}}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, out.with_suffix(".json"))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for k, r in results.items():
+            ax.plot(r["budgets"], r["psnr_at_budget"], marker="o", label=k)
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens kept (prefix length)")
+        ax.set_ylabel("mean PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out.with_suffix(".png"), dpi=120)
+    except ImportError:
+        pass
+    print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')} and progressive strips")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
