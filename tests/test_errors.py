@@ -111,3 +111,26 @@ def test_bad_images_and_idx(tmp_path):
         read_idx(tmp_path / "junk")
     with pytest.raises(ValueError, match="no t10k-images-idx3-ubyte"):
         load_idx_split(tmp_path, "test")
+
+
+def test_decoder_fuzz_never_crashes(tok):
+    """Random token arrays and exponents: a clean ValueError or images, never a crash or hang."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    small = WaveletTokenizer(TokenizerConfig(final_exponent=-2), (6, 10, 3))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.integers(0, 6) | st.integers(0, 255), max_size=400), st.integers(-8, 6))
+    def check(tokens, e):
+        t = np.array(tokens, np.uint8)
+        b = TokenBatch(t, np.array([0, len(t)]), np.array([e], np.int32))
+        try:
+            img = small.decode(b)
+        except ValueError as exc:
+            assert "illegal token" in str(exc)
+        else:
+            assert img.shape == (1, 6, 10, 3) and np.isfinite(img).all()
+            assert img.min() >= 0 and img.max() <= 1
+
+    check()
