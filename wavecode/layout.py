@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from numba import njit
 
-__all__ = ["ScanLayout", "scan_layout", "subbands"]
+__all__ = ["ScanLayout", "scan_layout", "layout_from_bands", "subbands"]
 
 
 def subbands(height: int, width: int, levels: int) -> list[tuple[int, int, int, int, int, int]]:
@@ -68,9 +69,71 @@ class ScanLayout:
 
 
 
+@njit(cache=True, nogil=True)
+def _fill(bands, channels, width, ch, row, col, sbi, blk, bst, bend, quad, qst, qend):
+    """Walk the scan (see module docstring) and fill the entry tables; returns the block and
+    quad counts."""
+    pos = 0
+    nb = 0
+    nq = 0
+    for s in range(bands.shape[0]):
+        r0, c0, h, w = bands[s, 0], bands[s, 1], bands[s, 2], bands[s, 3]
+        m = min(h, w)
+        b = 4 if m >= 4 else (2 if m >= 2 else 1)
+        sub = 2 if b == 4 else b
+        for c in range(channels):
+            for br in range(0, h, b):
+                for bc in range(0, w, b):
+                    start_b = pos
+                    for qr in range(br, min(br + b, h), sub):
+                        for qc in range(bc, min(bc + b, w), sub):
+                            start_q = pos
+                            for rr in range(qr, min(qr + sub, h)):
+                                for cc in range(qc, min(qc + sub, w)):
+                                    ch[pos] = c
+                                    row[pos] = r0 + rr
+                                    col[pos] = c0 + cc
+                                    sbi[pos] = s
+                                    blk[pos] = nb if b == 4 else -1
+                                    quad[pos] = nq if b >= 2 else -1
+                                    qst[pos] = pos == start_q and b >= 2
+                                    bst[pos] = pos == start_b and b == 4
+                                    pos += 1
+                            for k in range(start_q, pos):
+                                qend[k] = pos
+                            if b >= 2:
+                                nq += 1
+                    for k in range(start_b, pos):
+                        bend[k] = pos
+                    if b == 4:
+                        nb += 1
+    return nb, nq
+
+
+def layout_from_bands(channels: int, height: int, width: int, bands) -> ScanLayout:
+    """Scan tables for any list of subband rectangles ``(row0, col0, h, w, level, orientation)``
+    (in scan order) of a ``channels x height x width`` pyramid."""
+    bands = np.asarray(bands, np.int64).reshape(-1, 6)
+    n = int(channels * np.sum(bands[:, 2] * bands[:, 3]))
+    i32 = lambda: np.empty(n, np.int32)  # noqa: E731
+    ch, row, col, sbi, blk, bend, quad, qend = (i32() for _ in range(8))
+    bst = np.empty(n, np.uint8)
+    qst = np.empty(n, np.uint8)
+    nb, nq = _fill(bands, channels, width, ch, row, col, sbi, blk, bst, bend, quad, qst, qend)
+    return ScanLayout(
+        channels=channels, height=height, width=width, levels=int(bands[:, 4].max(initial=0)),
+        ch=ch, row=row, col=col,
+        flat=(ch.astype(np.int64) * height + row) * width + col,
+        sb=sbi, blk=blk, blk_start=bst, blk_end=bend, quad=quad, quad_start=qst, quad_end=qend,
+        starts=(qst | (bst << 1)).astype(np.uint8),
+        sb_level=bands[:, 4].astype(np.int16), sb_orient=bands[:, 5].astype(np.int16),
+        n_blocks=int(nb), n_quads=int(nq),
+    )
+
+
 @lru_cache(maxsize=32)
 def scan_layout(channels: int, height: int, width: int, levels: int) -> ScanLayout:
-    """Build (and cache) the scan tables of a pyramid.
+    """Build (and cache) the scan tables of a dyadic pyramid.
 
     Parameters
     ----------
@@ -83,47 +146,4 @@ def scan_layout(channels: int, height: int, width: int, levels: int) -> ScanLayo
         raise ValueError(f"invalid pyramid shape {(channels, height, width)} with {levels} levels")
     if height % (1 << levels) or width % (1 << levels):
         raise ValueError(f"pyramid {height}x{width} is not a multiple of 2**{levels}")
-    ch, row, col, sbi, blk, bst, bend, quad, qst, qend = ([] for _ in range(10))
-    nb = nq = 0
-    bands = subbands(height, width, levels)
-    for s, (r0, c0, h, w, _, _) in enumerate(bands):
-        b = 4 if min(h, w) >= 4 else (2 if min(h, w) >= 2 else 1)
-        for c in range(channels):
-            for br in range(0, h, b):
-                for bc in range(0, w, b):
-                    start_b = len(ch)
-                    sub = 2 if b == 4 else b
-                    has_blk = b == 4
-                    for qr in range(br, min(br + b, h), sub):
-                        for qc in range(bc, min(bc + b, w), sub):
-                            start_q = len(ch)
-                            for rr in range(qr, min(qr + sub, h)):
-                                for cc in range(qc, min(qc + sub, w)):
-                                    ch.append(c)
-                                    row.append(r0 + rr)
-                                    col.append(c0 + cc)
-                                    sbi.append(s)
-                                    blk.append(nb if has_blk else -1)
-                                    quad.append(nq if b >= 2 else -1)
-                                    qst.append(len(ch) - 1 == start_q)
-                                    bst.append(has_blk and len(ch) - 1 == start_b)
-                            qend.extend([len(ch)] * (len(ch) - start_q))
-                            if b >= 2:
-                                nq += 1
-                    bend.extend([len(ch)] * (len(ch) - start_b))
-                    if has_blk:
-                        nb += 1
-    i32 = lambda a: np.asarray(a, np.int32)  # noqa: E731
-    row_a, col_a, ch_a = i32(row), i32(col), i32(ch)
-    return ScanLayout(
-        channels=channels, height=height, width=width, levels=levels,
-        ch=ch_a, row=row_a, col=col_a,
-        flat=(ch_a.astype(np.int64) * height + row_a) * width + col_a,
-        sb=i32(sbi), blk=i32(blk), blk_start=np.asarray(bst, np.uint8), blk_end=i32(bend),
-        quad=i32(quad), quad_start=np.asarray(qst, np.uint8), quad_end=i32(qend),
-        starts=((np.asarray(qst, np.uint8) & (i32(quad) >= 0))
-                | (np.asarray(bst, np.uint8) << 1)).astype(np.uint8),
-        sb_level=np.asarray([b[4] for b in bands], np.int16),
-        sb_orient=np.asarray([b[5] for b in bands], np.int16),
-        n_blocks=nb, n_quads=nq,
-    )
+    return layout_from_bands(channels, height, width, subbands(height, width, levels))

@@ -1,0 +1,259 @@
+"""The ``.wvc`` image codec: the wavelet-language scan, entropy coded (an embedded coder).
+
+>>> data = compress(image, bpp=0.5)        # uint8 (H, W) or (H, W, 3) -> bytes
+>>> image2 = decompress(data)              # -> uint8, same shape
+>>> decompress(data[:1000])                # any prefix (past the header) decodes, coarser
+
+Lossy files use the CDF 9/7 lifting transform (symmetric extension, any size) with JPEG's
+irreversible colour transform; ``lossless=True`` uses the reversible 5/3 integer transform and the
+reversible colour transform, and decodes bit-exactly. Rate control is truncation: the stream is
+embedded, so ``bpp`` simply cuts it.
+
+File format (little-endian)::
+
+    offset size  field
+    0      3     magic b"WVC"
+    3      1     version (1)
+    4      4     height (uint32)
+    8      4     width (uint32)
+    12     1     channels (1 or 3)
+    13     1     DWT levels
+    14     1     transform: 0 = CDF 9/7 (lossy), 1 = LeGall 5/3 (lossless)
+    15     1     bit depth (8)
+    16     1     exponent e of the first bit-plane T0 = 2**e (int8)
+    17     1     final exponent: the last bit-plane is 2**final (int8)
+    18     1     colour transform: 0 none, 1 YCbCr (irreversible), 2 RCT (reversible)
+    19     1     reserved (0)
+    20     4     CRC-32 of bytes 0..19
+    24     ...   range-coded payload (may be cut anywhere)
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from functools import lru_cache
+
+import numpy as np
+
+from . import _codec
+from ._lifting import _fwd2d, _inv2d, codec_bands
+from ._scan import YCBCR, YCBCR_INV
+from .layout import layout_from_bands
+
+__all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
+
+MAGIC = b"WVC"
+VERSION = 1
+_HEADER = struct.Struct("<3sBIIBBBBbbBB")
+HEADER_SIZE = _HEADER.size + 4
+LOSSY_FINAL_EXPONENT = -2       # in grey levels: far below what any rate in practice needs
+MAX_SIDE = 1 << 16
+
+
+def _levels_for(h: int, w: int) -> int:
+    """As OpenJPEG's six resolutions (5 levels), fewer for small images."""
+    levels = 0
+    while levels < 5 and -(-min(h, w) // (1 << (levels + 1))) >= 4:
+        levels += 1
+    return levels
+
+
+@lru_cache(maxsize=16)
+def _plan(channels: int, height: int, width: int, levels: int):
+    bands = codec_bands(height, width, levels)
+    lay = layout_from_bands(channels, height, width, bands)
+    b = np.asarray(bands, np.int64).reshape(-1, 6)
+    parent = np.full(len(b), -1, np.int64)
+    for s, (_, _, _, _, lev, orient) in enumerate(b):
+        if lev == 1:
+            parent[s] = 0
+        elif lev > 1:
+            parent[s] = next(j for j, q in enumerate(b) if q[4] == lev - 1 and q[5] == orient)
+    bclass = np.where(b[:, 4] >= levels, 2, np.where(b[:, 4] == levels - 1, 1, 0)).astype(np.int64)
+    if levels == 0:
+        bclass[:] = 0
+    k = (lay.blk, lay.blk_end, lay.quad, lay.quad_end, lay.starts, lay.row, lay.col, lay.ch,
+         lay.sb, lay.sb_level, lay.sb_orient, lay.flat, lay.n_blocks, lay.n_quads)
+    return lay, k, b, parent, bclass
+
+
+def _check_image(image) -> np.ndarray:
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, not {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
+        raise ValueError(f"image must be (H, W) or (H, W, 3), not shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1 or max(a.shape[:2]) >= MAX_SIDE:
+        raise ValueError(f"image sides must be in 1..{MAX_SIDE - 1}, not {a.shape[:2]}")
+    return a
+
+
+def _to_planes(a: np.ndarray, lossless: bool) -> np.ndarray:
+    """uint8 image -> level-shifted, colour-transformed float64 planes (C, H, W)."""
+    x = a.astype(np.float64) - 128.0
+    if x.ndim == 2:
+        return x[None].copy()
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    if lossless:  # reversible colour transform (JPEG 2000 RCT)
+        return np.stack([np.floor((r + 2 * g + b) / 4), b - g, r - g])
+    return np.einsum("kc,hwc->khw", YCBCR, x)
+
+
+def _from_planes(p: np.ndarray, lossless: bool) -> np.ndarray:
+    if p.shape[0] == 1:
+        x = p[0]
+    elif lossless:
+        y, cb, cr = p
+        g = y - np.floor((cb + cr) / 4)
+        x = np.stack([cr + g, g, cb + g], axis=-1)
+    else:
+        x = np.einsum("ck,khw->hwc", YCBCR_INV, p)
+    return np.clip(np.rint(x + 128.0), 0, 255).astype(np.uint8)
+
+
+def _coefficients(a: np.ndarray, lossless: bool):
+    h, w = a.shape[:2]
+    planes = _to_planes(a, lossless)
+    c = planes.shape[0]
+    levels = _levels_for(h, w)
+    tmp = np.empty(max(h, w) + 2)
+    for k in range(c):
+        flat = np.ascontiguousarray(planes[k]).ravel()
+        _fwd2d(flat, h, w, levels, lossless, tmp)
+        planes[k] = flat.reshape(h, w)
+    return planes, levels
+
+
+def _encode(a: np.ndarray, lossless: bool, budget: int) -> bytes:
+    h, w = a.shape[:2]
+    planes, levels = _coefficients(a, lossless)
+    c = planes.shape[0]
+    lay, k, bands, parent, bclass = _plan(c, h, w, levels)
+    vals = planes.ravel()[lay.flat]
+    mx = float(np.abs(vals).max()) if vals.size else 0.0
+    final = 0 if lossless else LOSSY_FINAL_EXPONENT
+    exponent = final - 1 if mx == 0 else int(np.frexp(mx)[1]) - 1
+    payload, _ = _codec._codec_encode(vals, exponent, final, budget, k, bands, parent, bclass, h, w,
+                                      1 if c == 3 else 99, c * h * w)
+    head = _HEADER.pack(MAGIC, VERSION, h, w, c, levels, 1 if lossless else 0, 8, exponent, final,
+                        (2 if lossless else 1) if c == 3 else 0, 0)
+    return head + struct.pack("<I", zlib.crc32(head)) + payload.tobytes()
+
+
+def compress(image, *, bpp: float | None = None, psnr: float | None = None,
+             lossless: bool = False, max_bytes: int | None = None) -> bytes:
+    """Encode an 8-bit image into a ``.wvc`` byte string.
+
+    Parameters
+    ----------
+    image : uint8 array, (H, W) or (H, W, 3)
+    bpp : float, optional
+        Target size in bits per pixel (the whole file, header included).
+    psnr : float, optional
+        Smallest file whose PSNR (dB, over all channels) reaches this.
+    lossless : bool
+        Reversible 5/3 transform; the full stream decodes bit-exactly.
+    max_bytes : int, optional
+        Cap on the file size.
+    """
+    a = _check_image(image)
+    if sum(x is not None for x in (bpp, psnr)) > 1:
+        raise ValueError("give at most one of bpp and psnr")
+    if lossless and (bpp is not None or psnr is not None):
+        raise ValueError("lossless takes no bpp or psnr target")
+    h, w = a.shape[:2]
+    limit = np.iinfo(np.int64).max // 2
+    if bpp is not None:
+        if not bpp > 0:
+            raise ValueError(f"bpp must be > 0, not {bpp}")
+        limit = int(bpp * h * w / 8)
+    if max_bytes is not None:
+        if max_bytes < HEADER_SIZE:
+            raise ValueError(f"max_bytes must be at least the header size {HEADER_SIZE}")
+        limit = min(limit, int(max_bytes))
+    limit = max(limit, HEADER_SIZE)
+    data = _encode(a, lossless, limit - HEADER_SIZE)[:limit]
+    if psnr is None:
+        return data
+    return data[:_shortest_prefix_reaching(data, a, float(psnr))]
+
+
+def _psnr(a, b) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def _shortest_prefix_reaching(data: bytes, a: np.ndarray, target: float) -> int:
+    lo, hi = HEADER_SIZE, len(data)
+    if _psnr(decompress(data), a) < target:
+        return hi
+    while lo < hi:  # PSNR grows with every byte: bisect the cut
+        mid = (lo + hi) // 2
+        if _psnr(decompress(data[:mid]), a) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def info(data: bytes) -> dict:
+    """The header of a ``.wvc`` byte string as a dict (``ValueError`` if it is not one)."""
+    b = bytes(data)
+    if len(b) < 3 or b[:3] != MAGIC:
+        raise ValueError("not a .wvc file (bad magic)")
+    if len(b) < HEADER_SIZE:
+        raise ValueError(f"truncated .wvc header ({len(b)} of {HEADER_SIZE} bytes)")
+    fields = _HEADER.unpack(b[:_HEADER.size])
+    (crc,) = struct.unpack("<I", b[_HEADER.size:HEADER_SIZE])
+    if zlib.crc32(b[:_HEADER.size]) != crc:
+        raise ValueError("corrupted .wvc header (CRC mismatch)")
+    _, version, h, w, c, levels, transform, depth, exponent, final, colour, _ = fields
+    if version != VERSION:
+        raise ValueError(f"unsupported .wvc version {version}")
+    if not (1 <= h < MAX_SIDE and 1 <= w < MAX_SIDE and c in (1, 3) and depth == 8
+            and transform in (0, 1) and colour in (0, 1, 2) and levels <= _levels_for(h, w)
+            and levels == _levels_for(h, w) and final <= exponent + 1 and exponent <= 40):
+        raise ValueError("invalid .wvc header fields")
+    return {"height": h, "width": w, "channels": c, "levels": levels,
+            "transform": "5/3 reversible" if transform else "9/7 irreversible",
+            "lossless": bool(transform), "bit_depth": depth, "exponent": exponent,
+            "final_exponent": final, "colour": ("none", "YCbCr", "RCT")[colour],
+            "payload_bytes": len(b) - HEADER_SIZE, "bpp": 8 * len(b) / (h * w)}
+
+
+def decompress(data, *, max_bytes: int | None = None, return_complete: bool = False):
+    """Decode a ``.wvc`` byte string (or its first ``max_bytes``) into a uint8 image.
+
+    A cut stream decodes to the coarser image its bytes determine. With ``return_complete``,
+    also returns whether the whole stream was present.
+    """
+    b = bytes(data) if not isinstance(data, bytes) else data
+    if max_bytes is not None:
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0")
+        b = b[:max_bytes]
+    hdr = info(b)
+    h, w, c, levels = hdr["height"], hdr["width"], hdr["channels"], hdr["levels"]
+    lossless = hdr["lossless"]
+    lay, k, bands, parent, bclass = _plan(c, h, w, levels)
+    payload = np.frombuffer(b, np.uint8, offset=HEADER_SIZE)
+    approx = np.empty(lay.size, np.float64)
+    _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k, bands,
+                                       parent, bclass, h, w, 1 if c == 3 else 99, c * h * w,
+                                       approx)
+    if lossless:
+        mag = np.abs(approx)
+        # the last interval [lo, lo + 1/2) of a complete stream holds exactly one integer
+        approx = np.sign(approx) * (np.ceil(mag - 0.25) if complete else np.rint(mag))
+    pyr = np.zeros(c * h * w)
+    pyr[lay.flat] = approx
+    planes = pyr.reshape(c, h, w)
+    tmp = np.empty(max(h, w) + 2)
+    for ch in range(c):
+        flat = np.ascontiguousarray(planes[ch]).ravel()
+        _inv2d(flat, h, w, levels, lossless, tmp)
+        planes[ch] = flat.reshape(h, w)
+    img = _from_planes(planes, lossless)
+    return (img, bool(complete)) if return_complete else img
