@@ -1,8 +1,10 @@
-"""wavecode: the 7-token wavelet language of Mattar et al. (arXiv 2406.19997), exact and fast."""
+"""wavecode: the 7-token wavelet language of Mattar et al. (arXiv 2406.19997), exact and fast,
+and the embedded image codec built on it."""
+from .codec import compress, decompress, info
 from .grammar import GrammarState
 from .tokenizer import (PRESETS, SLOT_FIELDS, SLOT_KINDS, TOKEN_NAMES, TokenBatch,
                         TokenizerConfig, WaveletTokenizer)
 
 __version__ = "0.1.0"
-__all__ = ["WaveletTokenizer", "TokenizerConfig", "TokenBatch", "GrammarState", "PRESETS",
+__all__ = ["compress", "decompress", "info", "WaveletTokenizer", "TokenizerConfig", "TokenBatch", "GrammarState", "PRESETS",
            "TOKEN_NAMES", "SLOT_FIELDS", "SLOT_KINDS", "__version__"]

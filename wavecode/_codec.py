@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._scan import (G2, G4, INS, K_COEF, K_DONE, K_G2, K_G4, K_REF, NA0, NSN, NSP, _POW2,
-                    _POW2_BIAS, _apply, _choose, _kind, _legal, _reset, _u)
+from ._scan import (G2, G4, INS, K_COEF, K_DONE, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
+                    _apply, _choose, _kind, _legal, _reset, _u)
 
 PROB_BITS = 16
 _P_ONE = 1 << PROB_BITS
@@ -124,114 +124,149 @@ def _dec_bit(st, data, p1, p2, ctx):
 
 
 # --- contexts ----------------------------------------------------------------------------------
+# Per-entry tables, precomputed once per image shape (see codec._plan):
+#   nbm[i]   bit j set when neighbour j of entry i lies in the same subband (j: left, right, up,
+#            down, up-left, up-right, down-left, down-right)
+#   pfl[i]   pyramid index of the parent coefficient, -1 for none
+#   cb[i]    resolution class * 2 + chroma
+#   ori[i]   subband orientation (0 LL, 1 top-right, 2 bottom-left, 3 bottom-right)
 
-@njit(cache=True, nogil=True, inline="always")
-def _at(sgn, plane_off, width, r, c, r0, c0, h, w):
-    """Sign (-1, 0, +1) of the coefficient at pyramid (r, c), 0 outside the band."""
-    if r < r0 or r >= r0 + h or c < c0 or c >= c0 + w:
-        return 0
-    return sgn[plane_off + r * width + c]
+def _sig_class_table() -> np.ndarray:
+    """JPEG 2000's significance classes (0..8) by orientation, h, v, d neighbour counts."""
+    t = np.zeros((4, 3, 3, 5), np.int64)
+    for o in range(4):
+        for h in range(3):
+            for v in range(3):
+                for d in range(5):
+                    hh, vv = (v, h) if o == 1 else (h, v)
+                    if o == 3:
+                        hv = hh + vv
+                        c = (8 if d >= 3 else (7 if hv >= 1 else 6) if d == 2 else
+                             (5 if hv >= 2 else 4 if hv == 1 else 3) if d == 1 else
+                             (2 if hv >= 2 else hv))
+                    elif hh == 2:
+                        c = 8
+                    elif hh == 1:
+                        c = 7 if vv >= 1 else (6 if d >= 1 else 5)
+                    elif vv == 2:
+                        c = 4
+                    elif vv == 1:
+                        c = 3
+                    else:
+                        c = 2 if d >= 2 else d
+                    t[o, h, v, d] = c
+    return t
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _parent_sig(sgn, plane_off, width, s, r, c, bands, parent):
-    ps = parent[s]
-    if ps < 0:
-        return 0
-    sh = 1 if bands[ps, 4] < bands[s, 4] and bands[s, 4] > 1 else 0
-    pr = bands[ps, 0] + min((r - bands[s, 0]) >> sh, bands[ps, 2] - 1)
-    pc = bands[ps, 1] + min((c - bands[s, 1]) >> sh, bands[ps, 3] - 1)
-    return 1 if sgn[plane_off + pr * width + pc] != 0 else 0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _sig_class(sgn, plane_off, width, r, c, r0, c0, h, w, orient):
-    hh = (abs(_at(sgn, plane_off, width, r, c - 1, r0, c0, h, w))
-          + abs(_at(sgn, plane_off, width, r, c + 1, r0, c0, h, w)))
-    vv = (abs(_at(sgn, plane_off, width, r - 1, c, r0, c0, h, w))
-          + abs(_at(sgn, plane_off, width, r + 1, c, r0, c0, h, w)))
-    dd = (abs(_at(sgn, plane_off, width, r - 1, c - 1, r0, c0, h, w))
-          + abs(_at(sgn, plane_off, width, r - 1, c + 1, r0, c0, h, w))
-          + abs(_at(sgn, plane_off, width, r + 1, c - 1, r0, c0, h, w))
-          + abs(_at(sgn, plane_off, width, r + 1, c + 1, r0, c0, h, w)))
-    if orient == 1:  # horizontally high-pass: JPEG 2000 swaps the roles of h and v
-        tmp = hh
-        hh = vv
-        vv = tmp
-    if orient == 3:
-        hv = hh + vv
-        if dd >= 3:
-            return 8
-        if dd == 2:
-            return 7 if hv >= 1 else 6
-        if dd == 1:
-            return 5 if hv >= 2 else (4 if hv == 1 else 3)
-        return 2 if hv >= 2 else hv
-    if hh == 2:
-        return 8
-    if hh == 1:
-        if vv >= 1:
-            return 7
-        return 6 if dd >= 1 else 5
-    if vv == 2:
-        return 4
-    if vv == 1:
-        return 3
-    return 2 if dd >= 2 else dd
+_SIG_CLASS = _sig_class_table()
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _context(k, tok_stage, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent, bclass,
-             height, width, chroma_from):
-    """Context of the decision ``tok_stage`` (0 group4, 1 group2, 2 significance, 3 sign,
-    4 refinement) at entry ``i``; for sign also returns the xor bit."""
-    s = sb[i]
-    r = row[i]
-    c = col[i]
-    chan = ch[i]
-    plane_off = chan * height * width
-    r0 = bands[s, 0]
-    c0 = bands[s, 1]
-    h = bands[s, 2]
-    w = bands[s, 3]
-    chroma = 1 if chan >= chroma_from else 0
-    cls = bclass[s]
-    if tok_stage <= 1:
-        par = _parent_sig(sgn, plane_off, width, s, r, c, bands, parent)
-        nb = 1 if (_at(sgn, plane_off, width, r, c - 1, r0, c0, h, w) != 0
-                   or _at(sgn, plane_off, width, r - 1, c, r0, c0, h, w) != 0) else 0
-        base = C_G4 if tok_stage == 0 else C_G2
-        return base + (cls * 2 + chroma) * 4 + par * 2 + nb, 0
-    if tok_stage == 2:
-        par = _parent_sig(sgn, plane_off, width, s, r, c, bands, parent)
-        cl = _sig_class(sgn, plane_off, width, r, c, r0, c0, h, w, bands[s, 5])
-        return C_SIG + ((cls * 2 + chroma) * 2 + par) * 9 + cl, 0
-    if tok_stage == 3:
-        hs = (_at(sgn, plane_off, width, r, c - 1, r0, c0, h, w)
-              + _at(sgn, plane_off, width, r, c + 1, r0, c0, h, w))
-        vs = (_at(sgn, plane_off, width, r - 1, c, r0, c0, h, w)
-              + _at(sgn, plane_off, width, r + 1, c, r0, c0, h, w))
-        hs = max(-1, min(1, hs)) + 1
-        vs = max(-1, min(1, vs)) + 1
-        return C_SIGN + chroma * 5 + _SIGN_CTX[hs, vs], _SIGN_XOR[hs, vs]
-    ri = min(p - sp[i], 2)
+def _nb(sgn, f, m, bit, off):
+    """Sign of a neighbour (0 when outside the subband)."""
+    if m & bit:
+        return np.int64(sgn[_u(f + off)])
+    return np.int64(0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_group(stage, i, sgn, flat, nbm, pfl, cb, width):
+    f = flat[_u(i)]
+    m = nbm[_u(i)]
+    par = 0
+    pf = pfl[_u(i)]
+    if pf >= 0 and sgn[_u(pf)] != 0:
+        par = 1
+    nbr = 1 if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 4, -width) != 0) else 0
+    base = C_G4 if stage == 0 else C_G2
+    return base + cb[_u(i)] * 4 + par * 2 + nbr
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_sig(i, sgn, flat, nbm, pfl, cb, ori, width):
+    f = flat[_u(i)]
+    m = nbm[_u(i)]
+    hh = abs(_nb(sgn, f, m, 1, -1)) + abs(_nb(sgn, f, m, 2, 1))
+    vv = abs(_nb(sgn, f, m, 4, -width)) + abs(_nb(sgn, f, m, 8, width))
+    dd = (abs(_nb(sgn, f, m, 16, -width - 1)) + abs(_nb(sgn, f, m, 32, -width + 1))
+          + abs(_nb(sgn, f, m, 64, width - 1)) + abs(_nb(sgn, f, m, 128, width + 1)))
+    par = 0
+    pf = pfl[_u(i)]
+    if pf >= 0 and sgn[_u(pf)] != 0:
+        par = 1
+    return C_SIG + (cb[_u(i)] * 2 + par) * 9 + _SIG_CLASS[ori[_u(i)], hh, vv, dd]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_sign(i, sgn, flat, nbm, cb, width):
+    f = flat[_u(i)]
+    m = nbm[_u(i)]
+    hs = _nb(sgn, f, m, 1, -1) + _nb(sgn, f, m, 2, 1)
+    vs = _nb(sgn, f, m, 4, -width) + _nb(sgn, f, m, 8, width)
+    hs = max(-1, min(1, hs)) + 1
+    vs = max(-1, min(1, vs)) + 1
+    return C_SIGN + (cb[_u(i)] & 1) * 5 + _SIGN_CTX[hs, vs], _SIGN_XOR[hs, vs]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width):
+    f = flat[_u(i)]
+    m = nbm[_u(i)]
     nbr = 0
-    for dr in range(-1, 2):
-        for dc in range(-1, 2):
-            if (dr != 0 or dc != 0) and _at(sgn, plane_off, width, r + dr, c + dc,
-                                             r0, c0, h, w) != 0:
-                nbr = 1
-    return C_REF + (chroma * 3 + ri) * 2 + nbr, 0
+    if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 2, 1) != 0 or _nb(sgn, f, m, 4, -width) != 0
+            or _nb(sgn, f, m, 8, width) != 0):
+        nbr = 1
+    ri = min(p - sp[_u(i)], 2)
+    return C_REF + ((cb[_u(i)] & 1) * 3 + ri) * 2 + nbr
 
 
 # --- encode / decode ---------------------------------------------------------------------------
 
+@njit(cache=True, nogil=True, _nrt=False)
+def _encode_loop(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, p1, p2, st, out,
+                 exponent, nplanes, budget, lay, cx, width):
+    """The encoder's scan; returns when done, over budget, or ``out`` nearly full (then the
+    caller grows ``out`` and calls again: the cursor lives in ``cur``)."""
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
+    nbm, pfl, cb, ori = cx
+    n = vals.shape[0]
+    p, i, fb, fq, root, k, count = cur[0], cur[1], cur[2], cur[3], cur[4], cur[5], cur[6]
+    while k != K_DONE and st[4] < budget and st[4] + 64 <= out.shape[0]:
+        t = _POW2[exponent - p + _POW2_BIAS]
+        tok = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
+        if k == K_REF:
+            _enc_bit(st, out, p1, p2, _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width), tok - NA0)
+        else:
+            done = False
+            if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
+                _enc_bit(st, out, p1, p2, _ctx_group(0, i, sgn, flat, nbm, pfl, cb, width),
+                         0 if tok == G4 else 1)
+                done = tok == G4
+            if not done and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
+                _enc_bit(st, out, p1, p2, _ctx_group(1, i, sgn, flat, nbm, pfl, cb, width),
+                         0 if tok == G2 else 1)
+                done = tok == G2
+            if not done:
+                if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
+                    _enc_bit(st, out, p1, p2, _ctx_sig(i, sgn, flat, nbm, pfl, cb, ori, width),
+                             0 if tok == INS else 1)
+                if tok == NSP or tok == NSN:
+                    ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
+                    _enc_bit(st, out, p1, p2, ctx, (1 if tok == NSN else 0) ^ xr)
+                    sgn[_u(flat[_u(i)])] = 1 if tok == NSP else -1
+                    sp[_u(i)] = p
+        count += 1
+        p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
+                                    blk, blk_end, quad, quad_end)
+        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+    cur[0], cur[1], cur[2], cur[3], cur[4], cur[5], cur[6] = p, i, fb, fq, root, k, count
+
+
 @njit(cache=True, nogil=True)
-def _codec_encode(vals, exponent, final_exponent, budget, lay, bands, parent, bclass, height,
-                  width, chroma_from, total):
+def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total):
     """Entropy-code the scan of ``vals`` (coefficients in scan order) until the stream ends or
     ``budget`` bytes are written. Returns (bytes, number of tokens coded)."""
-    blk, blk_end, quad, quad_end, starts, row, col, ch, sb, _, _, flat, nblk, nquad = lay
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     mags = np.empty(n, np.float64)
     approx = np.empty(n, np.float64)
@@ -252,12 +287,39 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, bands, parent, bc
     sp = np.zeros(n, np.int16)
     p1 = np.full(N_CTX, _P_ONE // 2, np.int64)
     p2 = np.full(N_CTX, _P_ONE // 2, np.int64)
-    cap = 1 << 16
-    out = np.empty(cap, np.uint8)
+    out = np.empty(1 << 16, np.uint8)
     st = np.zeros(5, np.int64)
     st[1] = 0xFFFFFFFF
     st[3] = 1
     nplanes = max(exponent - final_exponent + 1, 0)
+    cur = np.zeros(7, np.int64)
+    cur[2] = -1
+    cur[3] = -1
+    cur[4] = n
+    cur[5] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
+    while True:
+        _encode_loop(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, p1, p2, st,
+                     out, exponent, nplanes, budget, lay, cx, width)
+        if cur[5] == K_DONE or st[4] >= budget:
+            break
+        bigger = np.empty(2 * out.shape[0], np.uint8)
+        bigger[:st[4]] = out[:st[4]]
+        out = bigger
+    if st[4] + 8 > out.shape[0]:
+        bigger = np.empty(out.shape[0] + 16, np.uint8)
+        bigger[:st[4]] = out[:st[4]]
+        out = bigger
+    for _ in range(5):
+        _enc_shift(st, out)
+    return out[:st[4]], cur[6]
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsig, sgn, sp, p1,
+                 p2, st):
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
+    nbm, pfl, cb, ori = cx
+    n = approx.shape[0]
     p = 0
     i = 0
     fb = -1
@@ -265,60 +327,51 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, bands, parent, bc
     root = n
     k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
     count = 0
-    while k != K_DONE and st[4] < budget:
-        if st[4] + 64 > out.shape[0]:
-            bigger = np.empty(2 * out.shape[0], np.uint8)
-            bigger[:st[4]] = out[:st[4]]
-            out = bigger
+    while k != K_DONE and st[3] == 0:
         t = _POW2[exponent - p + _POW2_BIAS]
-        tok = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
+        tok = -1
         if k == K_REF:
-            ctx, _ = _context(k, 4, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent, bclass,
-                              height, width, chroma_from)
-            _enc_bit(st, out, p1, p2, ctx, tok - NA0)
+            tok = NA0 + _dec_bit(st, data, p1, p2, _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width))
         else:
-            stage_done = False
             if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                ctx, _ = _context(k, 0, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent,
-                                  bclass, height, width, chroma_from)
-                _enc_bit(st, out, p1, p2, ctx, 0 if tok == G4 else 1)
-                stage_done = tok == G4
-            if not stage_done and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end,
-                                                         quad_end):
-                ctx, _ = _context(k, 1, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent,
-                                  bclass, height, width, chroma_from)
-                _enc_bit(st, out, p1, p2, ctx, 0 if tok == G2 else 1)
-                stage_done = tok == G2
-            if not stage_done:
+                if _dec_bit(st, data, p1, p2,
+                            _ctx_group(0, i, sgn, flat, nbm, pfl, cb, width)) == 0:
+                    tok = G4
+            if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
+                if st[3]:
+                    break
+                if _dec_bit(st, data, p1, p2,
+                            _ctx_group(1, i, sgn, flat, nbm, pfl, cb, width)) == 0:
+                    tok = G2
+            if tok < 0:
+                significant = 1
                 if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
-                    ctx, _ = _context(k, 2, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent,
-                                      bclass, height, width, chroma_from)
-                    _enc_bit(st, out, p1, p2, ctx, 0 if tok == INS else 1)
-                if tok == NSP or tok == NSN:
-                    ctx, xr = _context(k, 3, i, p, sgn, sp, flat, row, col, ch, sb, bands,
-                                       parent, bclass, height, width, chroma_from)
-                    _enc_bit(st, out, p1, p2, ctx, (1 if tok == NSN else 0) ^ xr)
-                    sgn[flat[i]] = 1 if tok == NSP else -1
-                    sp[i] = p
+                    if st[3]:
+                        break
+                    significant = _dec_bit(st, data, p1, p2,
+                                           _ctx_sig(i, sgn, flat, nbm, pfl, cb, ori, width))
+                if significant == 0:
+                    tok = INS
+                else:
+                    if st[3]:
+                        break
+                    ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
+                    neg = _dec_bit(st, data, p1, p2, ctx) ^ xr
+                    tok = NSN if neg else NSP
+                    sgn[_u(flat[_u(i)])] = -1 if neg else 1
+                    sp[_u(i)] = p
         count += 1
         p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
                                     blk, blk_end, quad, quad_end)
         k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-    for _ in range(5):
-        if st[4] + 8 > out.shape[0]:
-            bigger = np.empty(2 * out.shape[0], np.uint8)
-            bigger[:st[4]] = out[:st[4]]
-            out = bigger
-        _enc_shift(st, out)
-    return out[:st[4]], count
+    return count, k == K_DONE
 
 
 @njit(cache=True, nogil=True)
-def _codec_decode(data, exponent, final_exponent, lay, bands, parent, bclass, height, width,
-                  chroma_from, total, approx):
+def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx):
     """Decode as many tokens as ``data`` determines into ``approx`` (scan order). Returns the
     number of tokens and whether the stream was complete."""
-    blk, blk_end, quad, quad_end, starts, row, col, ch, sb, _, _, flat, nblk, nquad = lay
+    nblk, nquad = lay[12], lay[13]
     n = approx.shape[0]
     sig = np.empty(n, np.uint8)
     bsig = np.empty(max(nblk, 1), np.int32)
@@ -337,54 +390,41 @@ def _codec_decode(data, exponent, final_exponent, lay, bands, parent, bclass, he
         st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
         st[2] += 1
     nplanes = max(exponent - final_exponent + 1, 0)
-    p = 0
-    i = 0
-    fb = -1
-    fq = -1
-    root = n
-    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-    count = 0
-    while k != K_DONE and st[3] == 0:
-        t = _POW2[exponent - p + _POW2_BIAS]
-        tok = -1
-        if k == K_REF:
-            ctx, _ = _context(k, 4, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent, bclass,
-                              height, width, chroma_from)
-            tok = NA0 + _dec_bit(st, data, p1, p2, ctx)
-        else:
-            if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                ctx, _ = _context(k, 0, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent,
-                                  bclass, height, width, chroma_from)
-                if _dec_bit(st, data, p1, p2, ctx) == 0:
-                    tok = G4
-            if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
-                if st[3]:
-                    break
-                ctx, _ = _context(k, 1, i, p, sgn, sp, flat, row, col, ch, sb, bands, parent,
-                                  bclass, height, width, chroma_from)
-                if _dec_bit(st, data, p1, p2, ctx) == 0:
-                    tok = G2
-            if tok < 0:
-                significant = 1
-                if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
-                    if st[3]:
-                        break
-                    ctx, _ = _context(k, 2, i, p, sgn, sp, flat, row, col, ch, sb, bands,
-                                      parent, bclass, height, width, chroma_from)
-                    significant = _dec_bit(st, data, p1, p2, ctx)
-                if significant == 0:
-                    tok = INS
-                else:
-                    if st[3]:
-                        break
-                    ctx, xr = _context(k, 3, i, p, sgn, sp, flat, row, col, ch, sb, bands,
-                                       parent, bclass, height, width, chroma_from)
-                    neg = _dec_bit(st, data, p1, p2, ctx) ^ xr
-                    tok = NSN if neg else NSP
-                    sgn[flat[i]] = -1 if neg else 1
-                    sp[i] = p
-        count += 1
-        p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
-                                    blk, blk_end, quad, quad_end)
-        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-    return count, k == K_DONE
+    return _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsig, sgn,
+                        sp, p1, p2, st)
+
+
+def context_tables(lay, bands, levels, channels):
+    """The per-entry context tables (see above) of a layout."""
+    b = np.asarray(bands, np.int64).reshape(-1, 6)
+    sb = lay.sb
+    r0, c0, h, w = b[sb, 0], b[sb, 1], b[sb, 2], b[sb, 3]
+    r, c = lay.row.astype(np.int64), lay.col.astype(np.int64)
+    inside = [(r, c - 1), (r, c + 1), (r - 1, c), (r + 1, c), (r - 1, c - 1), (r - 1, c + 1),
+              (r + 1, c - 1), (r + 1, c + 1)]
+    nbm = np.zeros(lay.size, np.uint8)
+    for j, (rr, cc) in enumerate(inside):
+        ok = (rr >= r0) & (rr < r0 + h) & (cc >= c0) & (cc < c0 + w)
+        nbm |= (ok.astype(np.uint8) << j)
+    # parents: level 1 details -> LL (same size), level k > 1 -> level k-1, same orientation
+    parent = np.full(len(b), -1, np.int64)
+    for s, (_, _, _, _, lev, orient) in enumerate(b):
+        if lev == 1:
+            parent[s] = 0
+        elif lev > 1:
+            parent[s] = next(j for j, q in enumerate(b) if q[4] == lev - 1 and q[5] == orient)
+    ps = parent[sb]
+    has = ps >= 0
+    psafe = np.where(has, ps, 0)
+    shift = np.where(b[sb, 4] > 1, 1, 0)
+    pr = b[psafe, 0] + np.minimum((r - r0) >> shift, b[psafe, 2] - 1)
+    pc = b[psafe, 1] + np.minimum((c - c0) >> shift, b[psafe, 3] - 1)
+    pfl = np.where(has, (lay.ch.astype(np.int64) * lay.height + pr) * lay.width + pc, -1)
+    lev = b[sb, 4]
+    bclass = np.where(lev >= levels, 2, np.where(lev == levels - 1, 1, 0))
+    if levels == 0:
+        bclass[:] = 0
+    chroma = (lay.ch >= 1).astype(np.int64) if channels == 3 else np.zeros(lay.size, np.int64)
+    cb = (bclass * 2 + chroma).astype(np.int64)
+    ori = b[sb, 5].astype(np.int64)
+    return nbm, pfl.astype(np.int64), cb, ori

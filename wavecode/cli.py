@@ -1,4 +1,5 @@
-"""``wavecode`` command line: tokenize, detokenize, show, demo.
+"""``wavecode`` command line: tokenize, detokenize, show (the language); encode, decode, info
+(the .wvc codec); demo.
 
 Every error is one line on stderr and exit status 2.
 """
@@ -142,6 +143,60 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_encode(args) -> int:
+    from .codec import compress, info
+
+    image = read_image(args.input, "L" if args.gray else None)
+    data = compress(image, bpp=args.bpp, psnr=args.psnr, lossless=args.lossless,
+                    max_bytes=args.max_bytes)
+    _write_atomic(args.output, data)
+    hdr = info(data)
+    print(f"{args.input} {image.shape} -> {args.output}: {len(data)} bytes, {hdr['bpp']:.4f} bpp, "
+          f"{hdr['transform']}{', lossless' if args.lossless else ''}")
+    return 0
+
+
+def _read_bytes(path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory") from None
+
+
+def _write_atomic(path, data: bytes) -> None:
+    import os
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _cmd_decode(args) -> int:
+    from .codec import decompress
+
+    data = _read_bytes(args.input)
+    image, complete = decompress(data, max_bytes=args.max_bytes, return_complete=True)
+    write_image(args.output, image)
+    used = len(data) if args.max_bytes is None else min(len(data), args.max_bytes)
+    print(f"{args.input} ({used} bytes{'' if complete else ', a prefix of the stream'}) -> "
+          f"{args.output} {image.shape}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from .codec import info
+
+    for k, v in info(_read_bytes(args.input)).items():
+        print(f"{k:>15}: {v:.4f}" if isinstance(v, float) else f"{k:>15}: {v}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="wavecode", description="The 7-token wavelet language.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -173,6 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not append the original")
     _add_tokenizer_args(p)
     p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("encode", help="image -> .wvc (the embedded codec)")
+    p.add_argument("input", help="8-bit image (PNG, PPM, JPEG, TIFF ...)")
+    p.add_argument("output", help=".wvc file to write")
+    rate = p.add_mutually_exclusive_group(required=True)
+    rate.add_argument("--bpp", type=float, help="target bits per pixel (whole file)")
+    rate.add_argument("--psnr", type=float, help="smallest file reaching this PSNR (dB)")
+    rate.add_argument("--lossless", action="store_true", help="reversible 5/3, bit-exact")
+    p.add_argument("--max-bytes", type=int, help="cap on the file size")
+    p.add_argument("--gray", action="store_true", help="convert to grayscale first")
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("decode", help=".wvc -> image (any prefix decodes)")
+    p.add_argument("input", help=".wvc file")
+    p.add_argument("output", help="image to write (.png ...)")
+    p.add_argument("--max-bytes", type=int, help="decode only the first N bytes")
+    p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("info", help="the header of a .wvc file")
+    p.add_argument("input", help=".wvc file")
+    p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("demo", help="offline demo on the bundled MNIST digits")
     p.add_argument("-o", "--output", default="demo", help="folder for the pictures")

@@ -62,19 +62,56 @@ def _levels_for(h: int, w: int) -> int:
 def _plan(channels: int, height: int, width: int, levels: int):
     bands = codec_bands(height, width, levels)
     lay = layout_from_bands(channels, height, width, bands)
-    b = np.asarray(bands, np.int64).reshape(-1, 6)
-    parent = np.full(len(b), -1, np.int64)
-    for s, (_, _, _, _, lev, orient) in enumerate(b):
-        if lev == 1:
-            parent[s] = 0
-        elif lev > 1:
-            parent[s] = next(j for j, q in enumerate(b) if q[4] == lev - 1 and q[5] == orient)
-    bclass = np.where(b[:, 4] >= levels, 2, np.where(b[:, 4] == levels - 1, 1, 0)).astype(np.int64)
-    if levels == 0:
-        bclass[:] = 0
     k = (lay.blk, lay.blk_end, lay.quad, lay.quad_end, lay.starts, lay.row, lay.col, lay.ch,
          lay.sb, lay.sb_level, lay.sb_orient, lay.flat, lay.n_blocks, lay.n_quads)
-    return lay, k, b, parent, bclass
+    cx = _codec.context_tables(lay, bands, levels, channels)
+    # 9/7 coefficients are scaled by their synthesis-basis norms, so that one threshold means one
+    # squared error in every subband
+    norms = _band_norms(height, width, levels)[lay.sb]
+    return lay, k, cx, norms
+
+
+def _norms_1d(n: int, levels: int) -> list[tuple[float, float]]:
+    """Synthesis-basis norms of a low and a high coefficient at each depth (1 = finest)."""
+    from ._lifting import _inv97_line
+    sizes = [n]
+    for _ in range(levels):
+        sizes.append((sizes[-1] + 1) // 2)
+    tmp = np.empty(n + 2)
+    out = []
+    for d in range(1, levels + 1):
+        pair = []
+        for high in (False, True):
+            m = sizes[d - 1]
+            lo_n = sizes[d]
+            if high and m - lo_n == 0:
+                pair.append(1.0)
+                continue
+            x = np.zeros(n)
+            x[(lo_n + (m - lo_n) // 2) if high else lo_n // 2] = 1.0
+            for lev in range(d - 1, -1, -1):
+                _inv97_line(x, sizes[lev], 1, 0, tmp)
+            pair.append(float(np.sqrt(np.sum(x * x))))
+        out.append(tuple(pair))
+    return out
+
+
+@lru_cache(maxsize=16)
+def _band_norms(height: int, width: int, levels: int) -> np.ndarray:
+    """Norm of the 2-D synthesis basis function of each subband (separable: row x column)."""
+    rows = _norms_1d(width, levels)    # along a row: horizontal direction
+    cols = _norms_1d(height, levels)
+    out = []
+    for (_, _, _, _, lev, orient) in codec_bands(height, width, levels):
+        if lev == 0:
+            d = levels
+            out.append(rows[d - 1][0] * cols[d - 1][0] if levels else 1.0)
+            continue
+        d = levels - lev + 1
+        horiz_high = orient in (1, 3)
+        vert_high = orient in (2, 3)
+        out.append(rows[d - 1][int(horiz_high)] * cols[d - 1][int(vert_high)])
+    return np.asarray(out)
 
 
 def _check_image(image) -> np.ndarray:
@@ -130,13 +167,14 @@ def _encode(a: np.ndarray, lossless: bool, budget: int) -> bytes:
     h, w = a.shape[:2]
     planes, levels = _coefficients(a, lossless)
     c = planes.shape[0]
-    lay, k, bands, parent, bclass = _plan(c, h, w, levels)
+    lay, k, cx, norms = _plan(c, h, w, levels)
     vals = planes.ravel()[lay.flat]
+    if not lossless:
+        vals = vals * norms
     mx = float(np.abs(vals).max()) if vals.size else 0.0
     final = 0 if lossless else LOSSY_FINAL_EXPONENT
     exponent = final - 1 if mx == 0 else int(np.frexp(mx)[1]) - 1
-    payload, _ = _codec._codec_encode(vals, exponent, final, budget, k, bands, parent, bclass, h, w,
-                                      1 if c == 3 else 99, c * h * w)
+    payload, _ = _codec._codec_encode(vals, exponent, final, budget, k, cx, w, c * h * w)
     head = _HEADER.pack(MAGIC, VERSION, h, w, c, levels, 1 if lossless else 0, 8, exponent, final,
                         (2 if lossless else 1) if c == 3 else 0, 0)
     return head + struct.pack("<I", zlib.crc32(head)) + payload.tobytes()
@@ -237,16 +275,17 @@ def decompress(data, *, max_bytes: int | None = None, return_complete: bool = Fa
     hdr = info(b)
     h, w, c, levels = hdr["height"], hdr["width"], hdr["channels"], hdr["levels"]
     lossless = hdr["lossless"]
-    lay, k, bands, parent, bclass = _plan(c, h, w, levels)
+    lay, k, cx, norms = _plan(c, h, w, levels)
     payload = np.frombuffer(b, np.uint8, offset=HEADER_SIZE)
     approx = np.empty(lay.size, np.float64)
-    _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k, bands,
-                                       parent, bclass, h, w, 1 if c == 3 else 99, c * h * w,
-                                       approx)
+    _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k, cx, w,
+                                       c * h * w, approx)
     if lossless:
-        mag = np.abs(approx)
         # the last interval [lo, lo + 1/2) of a complete stream holds exactly one integer
+        mag = np.abs(approx)
         approx = np.sign(approx) * (np.ceil(mag - 0.25) if complete else np.rint(mag))
+    else:
+        approx = approx / norms
     pyr = np.zeros(c * h * w)
     pyr[lay.flat] = approx
     planes = pyr.reshape(c, h, w)

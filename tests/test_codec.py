@@ -1,0 +1,154 @@
+"""The .wvc codec: round trips, embedded prefixes, odd sizes, bad files, CLI."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wavecode import compress, decompress, info
+from wavecode.cli import main
+from wavecode.codec import HEADER_SIZE
+from wavecode.imageio import read_image, write_image
+from wavecode.sample_data import load_sample_digits
+
+from conftest import shared_dir
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def smooth_image(shape, seed=0):
+    """A natural-ish test image: smooth gradients, an edge and a little noise."""
+    r = np.random.default_rng(seed)
+    h, w = shape[:2]
+    y, x = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(x / 7.0) * np.cos(y / 11.0) + 40 * (x > w / 2)
+    img = base[..., None] + r.normal(0, 4, (h, w, 1)) + (np.arange(shape[2]) * 20 if len(shape) == 3 else 0)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    return img if len(shape) == 3 else img[..., 0]
+
+
+SHAPES = [(1, 1), (1, 9), (9, 1), (3, 5), (17, 33), (2, 2, 3), (5, 1, 3), (33, 17, 3), (64, 48)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lossless_is_bit_exact(shape):
+    for img in (smooth_image(shape), np.random.default_rng(1).integers(0, 256, shape).astype(np.uint8)):
+        data = compress(img, lossless=True)
+        out, complete = decompress(data, return_complete=True)
+        assert complete and out.dtype == np.uint8 and out.shape == img.shape
+        assert np.array_equal(out, img)
+        assert info(data)["lossless"]
+
+
+@pytest.mark.parametrize("shape", [(40, 56), (37, 61, 3)])
+def test_lossy_meets_the_rate_and_quality_grows(shape):
+    img = smooth_image(shape)
+    last = -1.0
+    for bpp in (0.25, 0.5, 1.0, 2.0):
+        data = compress(img, bpp=bpp)
+        assert len(data) <= bpp * shape[0] * shape[1] / 8 + 1e-9
+        p = psnr(decompress(data), img)
+        assert p > last
+        last = p
+    assert last > 30
+
+
+def test_every_prefix_decodes_and_quality_never_falls():
+    img = smooth_image((48, 64, 3), seed=3)
+    data = compress(img, bpp=4.0)
+    values = []
+    for cut in list(range(HEADER_SIZE, HEADER_SIZE + 40)) + list(range(HEADER_SIZE + 40, len(data) + 1, 97)) + [len(data)]:
+        out = decompress(data[:cut])
+        assert out.shape == img.shape
+        values.append(psnr(out, img))
+    assert all(b >= a - 1e-9 for a, b in zip(values, values[1:]))
+    assert values[-1] > values[0] + 15
+    assert np.array_equal(decompress(data, max_bytes=500), decompress(data[:500]))
+
+
+def test_psnr_target_gives_smallest_file_reaching_it():
+    img = smooth_image((40, 40))
+    data = compress(img, psnr=35.0)
+    assert psnr(decompress(data), img) >= 35.0
+    assert psnr(decompress(data[:-1]), img) < 35.0
+
+
+def test_digits_and_mnist_like_images():
+    images, _ = load_sample_digits()
+    for img in images[:5]:
+        assert np.array_equal(decompress(compress(img, lossless=True)), img)
+        assert psnr(decompress(compress(img, bpp=2.0)), img) > 20
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"", "bad magic"), (b"GIF89a" + bytes(40), "bad magic"), (b"WVC\x01abc", "truncated"),
+])
+def test_bad_files(data, message):
+    with pytest.raises(ValueError, match=message):
+        decompress(data)
+
+
+def test_corrupted_header_is_rejected():
+    data = bytearray(compress(smooth_image((16, 16)), bpp=2.0))
+    for pos in range(3, HEADER_SIZE):
+        bad = bytearray(data)
+        bad[pos] ^= 0x5A
+        with pytest.raises(ValueError, match="CRC|version|invalid"):
+            decompress(bytes(bad))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([(16, 16), (9, 13, 3)]))
+def test_decoder_fuzz_payload(payload, shape):
+    """Any payload after a valid header decodes to an image (never a crash or hang)."""
+    head = compress(smooth_image(shape), bpp=8.0)[:HEADER_SIZE]
+    out = decompress(head + payload)
+    assert out.shape == shape and out.dtype == np.uint8
+
+
+def test_bad_images_and_arguments():
+    with pytest.raises(ValueError, match="uint8"):
+        compress(np.zeros((4, 4)), bpp=1)
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, 3\)"):
+        compress(np.zeros((4, 4, 2), np.uint8), bpp=1)
+    with pytest.raises(ValueError, match="at most one"):
+        compress(np.zeros((4, 4), np.uint8), bpp=1, psnr=30)
+    with pytest.raises(ValueError, match="bpp must be > 0"):
+        compress(np.zeros((4, 4), np.uint8), bpp=0)
+
+
+def test_cli_encode_decode_info(tmp_path, capsys):
+    img = smooth_image((30, 45, 3))
+    write_image(tmp_path / "in.png", img)
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "a.wvc"), "--bpp", "1.5"]) == 0
+    assert main(["decode", str(tmp_path / "a.wvc"), str(tmp_path / "out.png")]) == 0
+    out = read_image(tmp_path / "out.png")
+    assert out.shape == img.shape and psnr(out, img) > 25
+    assert main(["decode", str(tmp_path / "a.wvc"), str(tmp_path / "cut.png"), "--max-bytes", "60"]) == 0
+    assert psnr(read_image(tmp_path / "cut.png"), img) < psnr(out, img)
+    assert main(["info", str(tmp_path / "a.wvc")]) == 0
+    assert "9/7" in capsys.readouterr().out
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "l.wvc"), "--lossless"]) == 0
+    assert main(["decode", str(tmp_path / "l.wvc"), str(tmp_path / "l.png")]) == 0
+    assert np.array_equal(read_image(tmp_path / "l.png"), img)
+
+
+def test_cli_bad_files_exit_2(tmp_path, capsys):
+    (tmp_path / "junk.wvc").write_bytes(b"nonsense")
+    for argv in (["decode", str(tmp_path / "junk.wvc"), str(tmp_path / "x.png")],
+                 ["info", str(tmp_path / "junk.wvc")],
+                 ["info", str(tmp_path / "missing.wvc")],
+                 ["encode", str(tmp_path / "junk.wvc"), str(tmp_path / "y.wvc"), "--bpp", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("wavecode: error:") and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.wvc").exists()
+
+
+def test_kodak_image_round_trip():
+    path = shared_dir("kodak") / "kodim23.png"
+    img = read_image(path)
+    assert np.array_equal(decompress(compress(img, lossless=True)), img)
+    assert psnr(decompress(compress(img, bpp=0.5)), img) > 35
