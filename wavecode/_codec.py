@@ -35,6 +35,7 @@ _P_ONE = 1 << PROB_BITS
 _TOP = 1 << 24
 _FAST = 4
 _SLOW = 7
+_RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.int64)
 # context offsets
 C_G4 = 0          # 24: (band class * 2 + chroma) * 4 + parent * 2 + neighbour
 C_G2 = 24         # 24
@@ -52,17 +53,23 @@ _SIGN_XOR = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.int64)
 
 @njit(cache=True, nogil=True, inline="always")
 def _prob(p1, p2, ctx):
-    return (p1[ctx] + p2[ctx]) >> 1
+    return (p1[ctx] + p2[ctx, 0]) >> 1
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _adapt(p1, p2, ctx, bit):
+    # the slow estimate learns at rate ~1/(n+2) over its first n decisions, then 2**-_SLOW
+    n = p2[ctx, 1]
+    slow = _RATE[n]
+    fast = min(slow, _FAST)
+    if n < _RATE.shape[0] - 1:
+        p2[ctx, 1] = n + 1
     if bit:
-        p1[ctx] -= p1[ctx] >> _FAST
-        p2[ctx] -= p2[ctx] >> _SLOW
+        p1[ctx] -= p1[ctx] >> fast
+        p2[ctx, 0] -= p2[ctx, 0] >> slow
     else:
-        p1[ctx] += (_P_ONE - p1[ctx]) >> _FAST
-        p2[ctx] += (_P_ONE - p2[ctx]) >> _SLOW
+        p1[ctx] += (_P_ONE - p1[ctx]) >> fast
+        p2[ctx, 0] += (_P_ONE - p2[ctx, 0]) >> slow
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -286,7 +293,8 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total)
     sgn = np.zeros(total, np.int8)  # sign of every significant coefficient, pyramid layout
     sp = np.zeros(n, np.int16)
     p1 = np.full(N_CTX, _P_ONE // 2, np.int64)
-    p2 = np.full(N_CTX, _P_ONE // 2, np.int64)
+    p2 = np.zeros((N_CTX, 2), np.int64)
+    p2[:, 0] = _P_ONE // 2
     out = np.empty(1 << 16, np.uint8)
     st = np.zeros(5, np.int64)
     st[1] = 0xFFFFFFFF
@@ -380,7 +388,8 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx)
     sgn = np.zeros(total, np.int8)
     sp = np.zeros(n, np.int16)
     p1 = np.full(N_CTX, _P_ONE // 2, np.int64)
-    p2 = np.full(N_CTX, _P_ONE // 2, np.int64)
+    p2 = np.zeros((N_CTX, 2), np.int64)
+    p2[:, 0] = _P_ONE // 2
     st = np.zeros(4, np.int64)
     st[1] = 0xFFFFFFFF
     for _ in range(5):
