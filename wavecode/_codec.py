@@ -37,12 +37,12 @@ _FAST = 4
 _SLOW = 7
 _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.int64)
 # context offsets
-C_G4 = 0          # 24: (band class * 2 + chroma) * 4 + parent * 2 + neighbour
-C_G2 = 24         # 24
-C_SIG = 48        # 108: ((band class * 2 + chroma) * 2 + parent) * 9 + JPEG 2000 class
-C_SIGN = 156      # 10: chroma * 5 + sign class
-C_REF = 166       # 12: (chroma * 3 + refinement index) * 2 + neighbour
-N_CTX = 178
+C_G4 = 0          # 36: (band class * 2 + chroma) * 6 + parent * 2 + neighbour
+C_G2 = 36         # 36
+C_SIG = 72        # 162: ((band class * 2 + chroma) * 3 + parent) * 9 + JPEG 2000 class
+C_SIGN = 234      # 10: chroma * 5 + sign class
+C_REF = 244       # 12: (chroma * 3 + refinement index) * 2 + neighbour
+N_CTX = 256
 
 # JPEG 2000 sign coding: (h + 1, v + 1) -> context, xor bit
 _SIGN_CTX = np.array([[4, 3, 2], [1, 0, 1], [2, 3, 4]], np.int64)
@@ -170,38 +170,45 @@ _SIG_CLASS = _sig_class_table()
 
 @njit(cache=True, nogil=True, inline="always")
 def _nb(sgn, f, m, bit, off):
-    """Sign of a neighbour (0 when outside the subband)."""
+    """Sign of a neighbour (0 when insignificant or outside the subband)."""
     if m & bit:
-        return np.int64(sgn[_u(f + off)])
+        v = sgn[_u(f + off)]
+        return np.int64(1) if v > 0 else (np.int64(-1) if v < 0 else np.int64(0))
     return np.int64(0)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_group(stage, i, sgn, flat, nbm, pfl, cb, width):
-    f = flat[_u(i)]
-    m = nbm[_u(i)]
-    par = 0
-    pf = pfl[_u(i)]
-    if pf >= 0 and sgn[_u(pf)] != 0:
-        par = 1
-    nbr = 1 if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 4, -width) != 0) else 0
-    base = C_G4 if stage == 0 else C_G2
-    return base + cb[_u(i)] * 4 + par * 2 + nbr
+def _parent_class(sgn, pf, p):
+    """0: no parent or insignificant; 1: significant since this plane; 2: since an earlier one
+    (``sgn`` holds +-(plane of significance + 1))."""
+    if pf < 0:
+        return 0
+    v = abs(np.int64(sgn[_u(pf)]))
+    if v == 0:
+        return 0
+    return 1 if v == p + 1 else 2
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_sig(i, sgn, flat, nbm, pfl, cb, ori, width):
+def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width):
+    f = flat[_u(i)]
+    m = nbm[_u(i)]
+    par = _parent_class(sgn, pfl[_u(i)], p)
+    nbr = 1 if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 4, -width) != 0) else 0
+    base = C_G4 if stage == 0 else C_G2
+    return base + cb[_u(i)] * 6 + par * 2 + nbr
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width):
     f = flat[_u(i)]
     m = nbm[_u(i)]
     hh = abs(_nb(sgn, f, m, 1, -1)) + abs(_nb(sgn, f, m, 2, 1))
     vv = abs(_nb(sgn, f, m, 4, -width)) + abs(_nb(sgn, f, m, 8, width))
     dd = (abs(_nb(sgn, f, m, 16, -width - 1)) + abs(_nb(sgn, f, m, 32, -width + 1))
           + abs(_nb(sgn, f, m, 64, width - 1)) + abs(_nb(sgn, f, m, 128, width + 1)))
-    par = 0
-    pf = pfl[_u(i)]
-    if pf >= 0 and sgn[_u(pf)] != 0:
-        par = 1
-    return C_SIG + (cb[_u(i)] * 2 + par) * 9 + _SIG_CLASS[ori[_u(i)], hh, vv, dd]
+    par = _parent_class(sgn, pfl[_u(i)], p)
+    return C_SIG + (cb[_u(i)] * 3 + par) * 9 + _SIG_CLASS[ori[_u(i)], hh, vv, dd]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -246,21 +253,21 @@ def _encode_loop(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, 
         else:
             done = False
             if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                _enc_bit(st, out, p1, p2, _ctx_group(0, i, sgn, flat, nbm, pfl, cb, width),
+                _enc_bit(st, out, p1, p2, _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width),
                          0 if tok == G4 else 1)
                 done = tok == G4
             if not done and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
-                _enc_bit(st, out, p1, p2, _ctx_group(1, i, sgn, flat, nbm, pfl, cb, width),
+                _enc_bit(st, out, p1, p2, _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width),
                          0 if tok == G2 else 1)
                 done = tok == G2
             if not done:
                 if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
-                    _enc_bit(st, out, p1, p2, _ctx_sig(i, sgn, flat, nbm, pfl, cb, ori, width),
+                    _enc_bit(st, out, p1, p2, _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width),
                              0 if tok == INS else 1)
                 if tok == NSP or tok == NSN:
                     ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
                     _enc_bit(st, out, p1, p2, ctx, (1 if tok == NSN else 0) ^ xr)
-                    sgn[_u(flat[_u(i)])] = 1 if tok == NSP else -1
+                    sgn[_u(flat[_u(i)])] = p + 1 if tok == NSP else -(p + 1)
                     sp[_u(i)] = p
         count += 1
         p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
@@ -343,13 +350,13 @@ def _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsi
         else:
             if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
                 if _dec_bit(st, data, p1, p2,
-                            _ctx_group(0, i, sgn, flat, nbm, pfl, cb, width)) == 0:
+                            _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width)) == 0:
                     tok = G4
             if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
                 if st[3]:
                     break
                 if _dec_bit(st, data, p1, p2,
-                            _ctx_group(1, i, sgn, flat, nbm, pfl, cb, width)) == 0:
+                            _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width)) == 0:
                     tok = G2
             if tok < 0:
                 significant = 1
@@ -357,7 +364,7 @@ def _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsi
                     if st[3]:
                         break
                     significant = _dec_bit(st, data, p1, p2,
-                                           _ctx_sig(i, sgn, flat, nbm, pfl, cb, ori, width))
+                                           _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width))
                 if significant == 0:
                     tok = INS
                 else:
@@ -366,7 +373,7 @@ def _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsi
                     ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
                     neg = _dec_bit(st, data, p1, p2, ctx) ^ xr
                     tok = NSN if neg else NSP
-                    sgn[_u(flat[_u(i)])] = -1 if neg else 1
+                    sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
                     sp[_u(i)] = p
         count += 1
         p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
