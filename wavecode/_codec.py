@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._lifting import _inv2d
+from ._scan import YCBCR_INV
 from ._scan import (G2, G4, INS, K_COEF, K_DONE, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
                     _apply, _choose, _kind, _legal, _reset, _u)
 
@@ -408,6 +410,46 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx)
     nplanes = max(exponent - final_exponent + 1, 0)
     return _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsig, sgn,
                         sp, p1, p2, st)
+
+
+@njit(cache=True, nogil=True)
+def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, out):
+    """Coefficients in scan order -> uint8 image ``out`` (H, W, C): lossless snapping or norm
+    scaling, inverse transform per channel, inverse colour transform, level shift, rounding."""
+    pyr = np.zeros(c * h * w)
+    for i in range(approx.shape[0]):
+        a = approx[i]
+        if lossless:
+            m = abs(a)
+            # a complete stream leaves each coefficient in [lo, lo + 1/2): one integer
+            v = np.ceil(m - 0.25) if complete else np.rint(m)
+            a = v if a >= 0 else -v
+        else:
+            a = a / norms[i]
+        pyr[flat[i]] = a
+    tmp = np.empty(h * w + max(h, w) + 2)
+    for k in range(c):
+        _inv2d(pyr[k * h * w:(k + 1) * h * w], h, w, levels, lossless, tmp)
+    plane = h * w
+    for q in range(plane):
+        if c == 1:
+            out[q // w, q % w, 0] = min(255.0, max(0.0, np.rint(pyr[q] + 128.0)))
+            continue
+        y = pyr[q]
+        cb = pyr[plane + q]
+        cr = pyr[2 * plane + q]
+        if lossless:
+            g = y - np.floor((cb + cr) / 4.0)
+            rgb0 = cr + g
+            rgb1 = g
+            rgb2 = cb + g
+        else:
+            rgb0 = YCBCR_INV[0, 0] * y + YCBCR_INV[0, 1] * cb + YCBCR_INV[0, 2] * cr
+            rgb1 = YCBCR_INV[1, 0] * y + YCBCR_INV[1, 1] * cb + YCBCR_INV[1, 2] * cr
+            rgb2 = YCBCR_INV[2, 0] * y + YCBCR_INV[2, 1] * cb + YCBCR_INV[2, 2] * cr
+        out[q // w, q % w, 0] = min(255.0, max(0.0, np.rint(rgb0 + 128.0)))
+        out[q // w, q % w, 1] = min(255.0, max(0.0, np.rint(rgb1 + 128.0)))
+        out[q // w, q % w, 2] = min(255.0, max(0.0, np.rint(rgb2 + 128.0)))
 
 
 def context_tables(lay, bands, levels, channels):

@@ -127,8 +127,118 @@ def _inv53_line(x, n, stride, base, tmp):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
+def _lift_rows(t, n, cw, coef, odd):
+    """One lifting step on whole rows of ``t`` (``n`` rows of ``cw``): odd rows (``odd``) get
+    ``coef`` times the sum of their even neighbours, or even rows that of their odd neighbours;
+    whole-sample symmetric extension at both ends. The inner loop runs along a row, so it
+    vectorizes."""
+    if odd:
+        for k in range(n // 2):
+            r = 2 * k + 1
+            a = (r - 1) * cw
+            b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
+            d = r * cw
+            for j in range(cw):
+                t[d + j] += coef * (t[a + j] + t[b + j])
+    else:
+        for k in range((n + 1) // 2):
+            r = 2 * k
+            a = (r - 1) * cw if r > 0 else cw
+            b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
+            d = r * cw
+            for j in range(cw):
+                t[d + j] += coef * (t[a + j] + t[b + j])
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _lift_rows_int(t, n, cw, odd):
+    """The two 5/3 integer steps on whole rows (see :func:`_lift_rows`)."""
+    if odd:
+        for k in range(n // 2):
+            r = 2 * k + 1
+            a = (r - 1) * cw
+            b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
+            d = r * cw
+            for j in range(cw):
+                t[d + j] -= np.floor((t[a + j] + t[b + j]) / 2.0)
+    else:
+        for k in range((n + 1) // 2):
+            r = 2 * k
+            a = (r - 1) * cw if r > 0 else cw
+            b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
+            d = r * cw
+            for j in range(cw):
+                t[d + j] += np.floor((t[a + j] + t[b + j] + 2.0) / 4.0)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _fwd_cols(x, ch, cw, w, reversible, t):
+    """Vertical analysis of the ``ch x cw`` region of ``x`` (row stride ``w``), rows at a time."""
+    if ch < 2:
+        return
+    for r in range(ch):
+        for j in range(cw):
+            t[r * cw + j] = x[r * w + j]
+    if reversible:
+        _lift_rows_int(t, ch, cw, True)
+        _lift_rows_int(t, ch, cw, False)
+        lo = 1.0
+        hi = 1.0
+    else:
+        _lift_rows(t, ch, cw, _A, True)
+        _lift_rows(t, ch, cw, _B, False)
+        _lift_rows(t, ch, cw, _G, True)
+        _lift_rows(t, ch, cw, _D, False)
+        lo = _LO
+        hi = _HI
+    ne = (ch + 1) // 2
+    for r in range(ch):
+        dst = (r // 2 if r % 2 == 0 else ne + r // 2) * w
+        s = lo if r % 2 == 0 else hi
+        for j in range(cw):
+            x[dst + j] = t[r * cw + j] * s
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _inv_cols(x, ch, cw, w, reversible, t):
+    if ch < 2:
+        return
+    ne = (ch + 1) // 2
+    lo = 1.0 if reversible else _LO
+    hi = 1.0 if reversible else _HI
+    for r in range(ch):
+        src = (r // 2 if r % 2 == 0 else ne + r // 2) * w
+        s = lo if r % 2 == 0 else hi
+        for j in range(cw):
+            t[r * cw + j] = x[src + j] / s
+    if reversible:
+        # undo the update (even rows), then the predict (odd rows)
+        for k in range((ch + 1) // 2):
+            r = 2 * k
+            a = (r - 1) * cw if r > 0 else cw
+            b = (r + 1) * cw if r + 1 < ch else (r - 1) * cw
+            for j in range(cw):
+                t[r * cw + j] -= np.floor((t[a + j] + t[b + j] + 2.0) / 4.0)
+        for k in range(ch // 2):
+            r = 2 * k + 1
+            a = (r - 1) * cw
+            b = (r + 1) * cw if r + 1 < ch else (r - 1) * cw
+            for j in range(cw):
+                t[r * cw + j] += np.floor((t[a + j] + t[b + j]) / 2.0)
+    else:
+        _lift_rows(t, ch, cw, -_D, False)
+        _lift_rows(t, ch, cw, -_G, True)
+        _lift_rows(t, ch, cw, -_B, False)
+        _lift_rows(t, ch, cw, -_A, True)
+    for r in range(ch):
+        for j in range(cw):
+            x[r * w + j] = t[r * cw + j]
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def _fwd2d(x, h, w, levels, reversible, tmp):
-    """Forward 2-D transform of the ``h x w`` plane ``x`` (row-major), in place."""
+    """Forward 2-D transform of the ``h x w`` plane ``x`` (row-major), in place; ``tmp`` needs
+    ``h * w`` (at least ``max(h, w) + 2``) elements."""
     ch = h
     cw = w
     for _ in range(levels):
@@ -137,11 +247,7 @@ def _fwd2d(x, h, w, levels, reversible, tmp):
                 _fwd53_line(x, cw, 1, r * w, tmp)
             else:
                 _fwd97_line(x, cw, 1, r * w, tmp)
-        for c in range(cw):
-            if reversible:
-                _fwd53_line(x, ch, w, c, tmp)
-            else:
-                _fwd97_line(x, ch, w, c, tmp)
+        _fwd_cols(x, ch, cw, w, reversible, tmp)
         ch = (ch + 1) // 2
         cw = (cw + 1) // 2
 
@@ -154,11 +260,7 @@ def _inv2d(x, h, w, levels, reversible, tmp):
         for _ in range(lev):
             ch = (ch + 1) // 2
             cw = (cw + 1) // 2
-        for c in range(cw):
-            if reversible:
-                _inv53_line(x, ch, w, c, tmp)
-            else:
-                _inv97_line(x, ch, w, c, tmp)
+        _inv_cols(x, ch, cw, w, reversible, tmp)
         for r in range(ch):
             if reversible:
                 _inv53_line(x, cw, 1, r * w, tmp)

@@ -36,8 +36,8 @@ from functools import lru_cache
 import numpy as np
 
 from . import _codec
-from ._lifting import _fwd2d, _inv2d, codec_bands
-from ._scan import YCBCR, YCBCR_INV
+from ._lifting import _fwd2d, codec_bands
+from ._scan import YCBCR
 from .layout import layout_from_bands
 
 __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
@@ -138,24 +138,12 @@ def _to_planes(a: np.ndarray, lossless: bool) -> np.ndarray:
     return np.einsum("kc,hwc->khw", YCBCR, x)
 
 
-def _from_planes(p: np.ndarray, lossless: bool) -> np.ndarray:
-    if p.shape[0] == 1:
-        x = p[0]
-    elif lossless:
-        y, cb, cr = p
-        g = y - np.floor((cb + cr) / 4)
-        x = np.stack([cr + g, g, cb + g], axis=-1)
-    else:
-        x = np.einsum("ck,khw->hwc", YCBCR_INV, p)
-    return np.clip(np.rint(x + 128.0), 0, 255).astype(np.uint8)
-
-
 def _coefficients(a: np.ndarray, lossless: bool):
     h, w = a.shape[:2]
     planes = _to_planes(a, lossless)
     c = planes.shape[0]
     levels = _levels_for(h, w)
-    tmp = np.empty(max(h, w) + 2)
+    tmp = np.empty(h * w + max(h, w) + 2)
     for k in range(c):
         flat = np.ascontiguousarray(planes[k]).ravel()
         _fwd2d(flat, h, w, levels, lossless, tmp)
@@ -280,19 +268,7 @@ def decompress(data, *, max_bytes: int | None = None, return_complete: bool = Fa
     approx = np.empty(lay.size, np.float64)
     _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k, cx, w,
                                        c * h * w, approx)
-    if lossless:
-        # the last interval [lo, lo + 1/2) of a complete stream holds exactly one integer
-        mag = np.abs(approx)
-        approx = np.sign(approx) * (np.ceil(mag - 0.25) if complete else np.rint(mag))
-    else:
-        approx = approx / norms
-    pyr = np.zeros(c * h * w)
-    pyr[lay.flat] = approx
-    planes = pyr.reshape(c, h, w)
-    tmp = np.empty(max(h, w) + 2)
-    for ch in range(c):
-        flat = np.ascontiguousarray(planes[ch]).ravel()
-        _inv2d(flat, h, w, levels, lossless, tmp)
-        planes[ch] = flat.reshape(h, w)
-    img = _from_planes(planes, lossless)
+    out = np.empty((h, w, c), np.uint8)
+    _codec._pixels(approx, lay.flat, norms, lossless, complete, c, h, w, levels, out)
+    img = out[..., 0] if c == 1 else out
     return (img, bool(complete)) if return_complete else img
