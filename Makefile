@@ -24,7 +24,10 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python benchmarks/tokenizer_speed.py --data-dir $(DATA)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python benchmarks/tokenizer_speed.py --data-dir $(DATA) --repeats 7
+	$(BIN)/python benchmarks/token_stats.py --data-dir $(DATA)
+	$(BIN)/python benchmarks/codec_rd.py --data-dir $(DATA)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -95,7 +95,7 @@ def j2k_enc(img, bpp):
 def pil_dec(data, img):
     from PIL import Image
     with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im)
+        return np.asarray(im.convert("L" if img.ndim == 2 else "RGB"))
 
 
 def jpeg_enc(img, bpp):
@@ -155,14 +155,14 @@ def sperr_codecs():
         return None
 
     def enc(img, bpp):
+        # SPERR codes one channel: colour images as three channels at bpp / 3 each
         x = img.astype(np.float64)
-        chans = [x] if x.ndim == 2 else [x[..., k] for k in range(3)]
-        return [imagecodecs.sperr_encode(ch, mode="bpp", level=bpp) for ch in chans]
+        chans = [x] if x.ndim == 2 else [np.ascontiguousarray(x[..., k]) for k in range(3)]
+        return [imagecodecs.sperr_encode(ch, mode="bpp", level=bpp / len(chans)) for ch in chans]
 
     def dec(parts, img):
         import imagecodecs
-        chans = [imagecodecs.sperr_decode(p, shape=img.shape[:2], dtype=np.float64)
-                 for p in parts]
+        chans = [imagecodecs.sperr_decode(p) for p in parts]
         y = chans[0] if len(chans) == 1 else np.stack(chans, -1)
         return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
