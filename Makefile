@@ -15,7 +15,7 @@ $(BIN)/python:
 # torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,gpt]'
 
 demo: install
 	$(BIN)/wavecode demo -o demo

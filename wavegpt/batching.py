@@ -1,0 +1,42 @@
+"""Token streams (wavecode TokenBatch) -> padded model inputs (see modeling_wavegpt)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .configuration_wavegpt import PAD_ID
+
+__all__ = ["batch_streams"]
+
+
+def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
+    """Padded tensors for the streams of a ``wavecode.TokenBatch``.
+
+    Returns ``input_ids`` (B, T), ``slots`` and ``next_slots`` (B, T, 7), ``exponents`` (B,),
+    ``labels`` (B, T) with -100 at padding, ``attention_mask`` (B, T). ``labels`` here are the
+    class labels of the images (``config.num_classes`` for the null class).
+    """
+    b = len(batch)
+    lens = batch.lengths
+    t = int(lens.max()) if max_len is None else int(max_len)
+    t = max(t, 1)
+    slots_all = batch.slots
+    ids = np.full((b, t), PAD_ID, np.int64)
+    own = np.full((b, t, 7), -1, np.int64)
+    nxt = np.full((b, t, 7), -1, np.int64)
+    tgt = np.full((b, t), -100, np.int64)
+    mask = np.zeros((b, t), np.int64)
+    for i in range(b):
+        n = min(int(lens[i]), t)
+        s = batch.stream(i)[:n].astype(np.int64)
+        sl = slots_all[batch.offsets[i]:batch.offsets[i] + n].astype(np.int64)
+        ids[i, 0] = config.class_token(int(labels[i]))
+        ids[i, 1:n] = s[:n - 1]
+        own[i, 1:n] = sl[:n - 1]
+        nxt[i, :n] = sl
+        tgt[i, :n] = s
+        mask[i, :max(n, 1)] = 1
+    return {"input_ids": torch.from_numpy(ids), "slots": torch.from_numpy(own),
+            "next_slots": torch.from_numpy(nxt),
+            "exponents": torch.from_numpy(batch.exponents.astype(np.int64)),
+            "labels": torch.from_numpy(tgt), "attention_mask": torch.from_numpy(mask)}

@@ -1,0 +1,102 @@
+"""WaveGPT: GPT-2 over wavelet-language streams, with wavelet-position (slot) embeddings.
+
+Sequence layout for one image with tokens ``x_0 .. x_{n-1}`` and slots ``s_0 .. s_{n-1}``::
+
+    position      0          1        ...   n-1
+    input id      <class c>  x_0      ...   x_{n-2}
+    own slot      <start>    s_0      ...   s_{n-2}
+    next slot     s_0        s_1      ...   s_{n-1}      (only with use_next_slot)
+    label         x_0        x_1      ...   x_{n-1}
+
+Every position also gets the embedding of the image's exponent ``e``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2LMHeadModel
+
+from .configuration_wavegpt import N_TOKENS, WaveGPTConfig
+
+__all__ = ["WaveGPTForCausalLM", "SlotEmbedding"]
+
+SLOT_COLUMNS = 7  # plane, row, col, level, orientation, channel, kind
+
+
+class SlotEmbedding(nn.Module):
+    """Sum of learned embeddings of a slot's fields; slot rows of -1 (start / none) map to a
+    learned 'start' vector."""
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__()
+        d = config.n_embd
+        sizes = [config.max_planes, config.max_side, config.max_side, config.max_levels + 1, 4,
+                 3, 4]
+        self.sizes = sizes
+        self.tables = nn.ModuleList(nn.Embedding(n, d) for n in sizes)
+        self.start = nn.Parameter(torch.zeros(d))
+
+    def forward(self, slots: torch.Tensor) -> torch.Tensor:  # (B, T, 7) -> (B, T, C)
+        none = slots[..., 0] < 0                                   # (B, T)
+        out = 0
+        for k, (table, n) in enumerate(zip(self.tables, self.sizes)):
+            out = out + table(slots[..., k].clamp(0, n - 1))       # (B, T, C)
+        return torch.where(none[..., None], self.start.expand_as(out), out)
+
+
+class WaveGPTForCausalLM(GPT2LMHeadModel):
+    """GPT-2 LM head model whose inputs are built from tokens, slots, exponent and class."""
+
+    config_class = WaveGPTConfig
+
+    def __init__(self, config: WaveGPTConfig):
+        super().__init__(config)
+        self.slot_emb = SlotEmbedding(config)
+        self.next_slot_emb = SlotEmbedding(config) if config.use_next_slot else None
+        self.exp_emb = nn.Embedding(config.exponent_max - config.exponent_min + 1, config.n_embd)
+        if not config.use_abs_pos:
+            # GPT-2 always adds wpe: a frozen zero table turns it off
+            nn.init.zeros_(self.transformer.wpe.weight)
+            self.transformer.wpe.weight.requires_grad_(False)
+        self.post_init()
+        if not config.use_abs_pos:
+            nn.init.zeros_(self.transformer.wpe.weight)
+
+    def embed(self, input_ids, slots, next_slots, exponents):
+        """Input embeddings. input_ids (B, T), slots / next_slots (B, T, 7), exponents (B,)."""
+        cfg = self.config
+        x = self.transformer.wte(input_ids)                                  # (B, T, C)
+        x = x + self.slot_emb(slots)
+        if self.next_slot_emb is not None:
+            if next_slots is None:
+                raise ValueError("this model embeds the next slot: pass next_slots")
+            x = x + self.next_slot_emb(next_slots)
+        e = (exponents.clamp(cfg.exponent_min, cfg.exponent_max) - cfg.exponent_min).long()
+        return x + self.exp_emb(e)[:, None, :]                               # (B, T, C)
+
+    def forward(self, input_ids=None, slots=None, next_slots=None, exponents=None, labels=None,
+                legal_mask=None, attention_mask=None, past_key_values=None, position_ids=None,
+                use_cache=None, inputs_embeds=None, **kwargs):
+        """As GPT-2's, with the wavelet inputs. ``labels`` (B, T) with -100 at padding;
+        ``legal_mask`` (B, T, 7) bool restricts the softmax to the legal next tokens (the
+        grammar), in the loss and in the returned logits."""
+        if inputs_embeds is None:
+            if input_ids is None or slots is None or exponents is None:
+                raise ValueError("pass input_ids, slots and exponents (or inputs_embeds)")
+            inputs_embeds = self.embed(input_ids, slots, next_slots, exponents)
+        out = super().forward(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                              past_key_values=past_key_values, position_ids=position_ids,
+                              use_cache=use_cache, **kwargs)
+        logits = out.logits[..., :N_TOKENS]                                  # (B, T, 7)
+        if legal_mask is not None:
+            logits = logits.masked_fill(~legal_mask, float("-inf"))
+        out.logits = logits
+        out.loss = None
+        if labels is not None:
+            out.loss = nn.functional.cross_entropy(logits.reshape(-1, N_TOKENS).float(),
+                                                   labels.reshape(-1), ignore_index=-100)
+        return out
+
+
+AutoConfig.register("wavegpt", WaveGPTConfig)
+AutoModelForCausalLM.register(WaveGPTConfig, WaveGPTForCausalLM)
