@@ -44,6 +44,17 @@ class SlotEmbedding(nn.Module):
         return torch.where(none[..., None], self.start.expand_as(out), out)
 
 
+class NoPositions(nn.Module):
+    """Stands in for GPT-2's absolute position table when the slots carry position."""
+
+    def __init__(self, n_embd: int):
+        super().__init__()
+        self.n_embd = n_embd
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, C)
+        return torch.zeros(position_ids.shape + (self.n_embd,), device=position_ids.device)
+
+
 class WaveGPTForCausalLM(GPT2LMHeadModel):
     """GPT-2 LM head model whose inputs are built from tokens, slots, exponent and class."""
 
@@ -55,12 +66,8 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
         self.next_slot_emb = SlotEmbedding(config) if config.use_next_slot else None
         self.exp_emb = nn.Embedding(config.exponent_max - config.exponent_min + 1, config.n_embd)
         if not config.use_abs_pos:
-            # GPT-2 always adds wpe: a frozen zero table turns it off
-            nn.init.zeros_(self.transformer.wpe.weight)
-            self.transformer.wpe.weight.requires_grad_(False)
+            self.transformer.wpe = NoPositions(config.n_embd)   # GPT-2 always adds wpe
         self.post_init()
-        if not config.use_abs_pos:
-            nn.init.zeros_(self.transformer.wpe.weight)
 
     def embed(self, input_ids, slots, next_slots, exponents):
         """Input embeddings. input_ids (B, T), slots / next_slots (B, T, 7), exponents (B,)."""
