@@ -41,6 +41,12 @@ class WaveGPTConfig(GPT2Config):
         kwargs.setdefault("n_embd", 128)
         kwargs.setdefault("n_layer", 4)
         kwargs.setdefault("n_head", 4)
+        # no dropout by default: attention dropout forces PyTorch's slow "math" attention on
+        # CPU, and small models on these data sets do not overfit in the budgets we train
+        for key in ("attn_pdrop", "resid_pdrop", "embd_pdrop"):
+            kwargs.setdefault(key, 0.0)
+        # one fused kernel instead of GPT-2's five elementwise ops ("gelu_new")
+        kwargs.setdefault("activation_function", "gelu_pytorch_tanh")
         kwargs.setdefault("bos_token_id", N_TOKENS + 1 + num_classes)
         kwargs.setdefault("eos_token_id", PAD_ID)
         kwargs.setdefault("pad_token_id", PAD_ID)

@@ -159,6 +159,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             labels = data.labels[idx].copy()
             labels[rng.random(len(idx)) < cfg.null_class_prob] = 10   # the null class
             inputs = batch_streams(data.batch.subset(idx), labels, model.config)
+            # streams are right-padded and attention is causal, so no real token sees a pad:
+            # without a mask, SDPA takes its fused causal kernel
+            inputs.pop("attention_mask")
             t0 = time.perf_counter()
             loss = model(**inputs).loss
             opt.zero_grad(set_to_none=True)
