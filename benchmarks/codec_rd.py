@@ -98,45 +98,34 @@ def pil_dec(data, img):
         return np.asarray(im.convert("L" if img.ndim == 2 else "RGB"))
 
 
-def jpeg_enc(img, bpp):
-    """Largest JPEG not above the target size (bisection on quality)."""
+def _largest_under(img, bpp, fmt, lo, hi, **opts):
+    """Bisect the quality setting for the largest file not above the target size (the
+    smallest setting if none fits)."""
     from PIL import Image
     target = bpp * img.shape[0] * img.shape[1] / 8
-    best = None
-    lo, hi = 1, 100
+
+    def save(q):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, fmt, quality=q, **opts)
+        return buf.getvalue()
+
+    best, first = None, lo
     while lo <= hi:
         q = (lo + hi) // 2
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=q, optimize=True)
-        if buf.tell() <= target:
-            best, lo = buf.getvalue(), q + 1
+        data = save(q)
+        if len(data) <= target:
+            best, lo = data, q + 1
         else:
             hi = q - 1
-    if best is None:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=1, optimize=True)
-        best = buf.getvalue()
-    return best
+    return best if best is not None else save(first)
+
+
+def jpeg_enc(img, bpp):
+    return _largest_under(img, bpp, "JPEG", 1, 100, optimize=True)
 
 
 def webp_enc(img, bpp):
-    from PIL import Image
-    target = bpp * img.shape[0] * img.shape[1] / 8
-    best = None
-    lo, hi = 0, 100
-    while lo <= hi:
-        q = (lo + hi) // 2
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "WEBP", quality=q, method=4)
-        if buf.tell() <= target:
-            best, lo = buf.getvalue(), q + 1
-        else:
-            hi = q - 1
-    if best is None:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "WEBP", quality=0, method=4)
-        best = buf.getvalue()
-    return best
+    return _largest_under(img, bpp, "WEBP", 0, 100, method=4)
 
 
 def png_enc(img, bpp):

@@ -176,6 +176,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                     "lr": sched.get_last_lr()[0],
                     "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9)}
             log.write(json.dumps(last) + "\n")
+            log.flush()
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
             if step % cfg.ckpt_every == 0 or step == stop:
