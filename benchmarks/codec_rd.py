@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from wavecode.codec import compress, decompress  # noqa: E402
 from wavecode.imageio import read_image  # noqa: E402
+
+from _common import save_plot, timed, write_json  # noqa: E402
 
 RATES = [0.125, 0.25, 0.5, 1.0]
 
@@ -172,15 +172,6 @@ def bd_rate(r1, p1, r2, p2):
     return float((np.exp((i2 - i1) / (hi - lo)) - 1) * 100)
 
 
-def timed(fn, repeats):
-    ts, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t)
-    return out, float(np.median(ts))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -244,7 +235,7 @@ def main(argv=None) -> int:
         for name, r in res.items():
             doc = {"name": name, "description": f"{set_name}, {len(images)} images, mean over "
                    f"images; times: median seconds per image", "results": r}
-            (out.parent / f"codec_rd_{set_name}_{name}.json").write_text(json.dumps(doc, indent=2))
+            write_json(out.parent / f"codec_rd_{set_name}_{name}", doc)
 
         print(f"\n{set_name}: {len(images)} images, mean PSNR (dB) [MS-SSIM] at the target rates")
         print(f"{'codec':<10}" + "".join(f"{r:>16}" for r in RATES) + f"{'BD-rate vs J2K':>16}")
@@ -264,16 +255,12 @@ def main(argv=None) -> int:
         print("lossless bpp: " + ", ".join(f"{n} {v['bpp']:.3f}{'' if v['exact'] else ' (NOT exact)'}"
                                            for n, v in lossless.items()))
     print(f"\nJIT compile (first calls): {jit:.1f} s")
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out.with_suffix(".json"))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        sets = list(report["sets"])
-        fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
-        for ax, s in zip(axes[0], sets):
+    write_json(out, report)
+    sets = list(report["sets"])
+
+    def draw(fig):
+        for j, s in enumerate(sets):
+            ax = fig.add_subplot(1, len(sets), j + 1)
             for name, r in report["sets"][s]["lossy"].items():
                 ax.plot(r["bpp"], r["psnr"], marker="o", label=name)
             ax.set_title(s)
@@ -281,10 +268,8 @@ def main(argv=None) -> int:
             ax.set_ylabel("PSNR (dB)")
             ax.grid(alpha=0.3)
             ax.legend()
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=120)
-    except ImportError:
-        pass
+
+    save_plot(out, draw, figsize=(6 * max(len(sets), 1), 4))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0
 

@@ -9,8 +9,6 @@ Writes CompressAI-style JSON, a PSNR-vs-tokens plot and a progressive strip next
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from wavecode import TokenizerConfig, WaveletTokenizer  # noqa: E402
 from wavecode.datasets import load_idx_split  # noqa: E402
 from wavecode.imageio import write_image  # noqa: E402
 from wavecode.viz import progressive_strip  # noqa: E402
+
+from _common import save_plot, write_json  # noqa: E402
 
 SETTINGS = [("mnist", "mnist", "haar", -3), ("mnist", "mnist (2^-2)", "haar", -2),
             ("fashion-mnist", "fashion-mnist", "bior4.4", -4)]
@@ -65,17 +65,12 @@ def main(argv=None) -> int:
     for j, n in enumerate(BUDGETS):
         print(f"{n:>6} " + " ".join(f"{results[k]['psnr_at_budget'][j]:>16.2f}" for k in results))
 
-    doc = {"name": "wavecode-language", "description": "10k test sets; PSNR on the 28x28 crop, "
-           "mean over images; psnr_at_budget after the first N tokens",
-           "results": {k: results[k] for k in results}}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, out.with_suffix(".json"))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.8))
+    write_json(out, {"name": "wavecode-language", "description": "10k test sets; PSNR on the "
+                "28x28 crop, mean over images; psnr_at_budget after the first N tokens",
+                "results": results})
+
+    def draw(fig):
+        ax = fig.add_subplot()
         for k, r in results.items():
             ax.plot(r["budgets"], r["psnr_at_budget"], marker="o", label=k)
         ax.set_xscale("log")
@@ -83,10 +78,8 @@ def main(argv=None) -> int:
         ax.set_ylabel("mean PSNR (dB)")
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=120)
-    except ImportError:
-        pass
+
+    save_plot(out, draw)
     print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')} and progressive strips")
     return 0
 

@@ -13,7 +13,6 @@ bar plot next to it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,15 +28,12 @@ from wavecode import WaveletTokenizer  # noqa: E402
 from wavecode.datasets import load_idx_split  # noqa: E402
 from wavecode.transform import analyze  # noqa: E402
 
+from _common import save_plot, timed, write_json  # noqa: E402
+
 
 def timeit(fn, repeats):
-    times = []
-    out = None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)), out
+    out, t = timed(fn, repeats)
+    return t, out
 
 
 def main(argv=None) -> int:
@@ -106,21 +102,17 @@ def main(argv=None) -> int:
     print("\n".join(lines))
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"name": "wavecode-tokenizer",
-           "description": "images/s on the 10k test split, median of repeats, after JIT warm-up",
-           "results": {m: [results[d][m] for d in results] for m in next(iter(results.values()))},
-           "datasets": list(results)}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, out.with_suffix(".json"))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        keys = ["dwt_pywt_img_s", "dwt_numba_img_s", "encode_img_s", "decode_img_s",
-                "reference_encode_img_s"]
-        fig, ax = plt.subplots(figsize=(7, 3.5))
+    write_json(out, {"name": "wavecode-tokenizer",
+                     "description": "images/s on the 10k test split, median of repeats, after "
+                     "JIT warm-up",
+                     "results": {m: [results[d][m] for d in results]
+                                 for m in next(iter(results.values()))},
+                     "datasets": list(results)})
+    keys = ["dwt_pywt_img_s", "dwt_numba_img_s", "encode_img_s", "decode_img_s",
+            "reference_encode_img_s"]
+
+    def draw(fig):
+        ax = fig.add_subplot()
         w = 0.8 / len(results)
         for j, d in enumerate(results):
             ax.bar(np.arange(len(keys)) + j * w, [results[d][k] for k in keys], w, label=d)
@@ -129,10 +121,8 @@ def main(argv=None) -> int:
         ax.set_yscale("log")
         ax.set_ylabel("images / s")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=120)
-    except ImportError:
-        pass
+
+    save_plot(out, draw, figsize=(7, 3.5))
     print(f"wrote {out.with_suffix('.json')}")
     return 0
 

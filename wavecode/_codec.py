@@ -30,7 +30,7 @@ from numba import njit
 from ._lifting import _inv2d
 from ._scan import YCBCR_INV
 from ._scan import (G2, G4, INS, K_COEF, K_DONE, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
-                    _apply, _choose, _kind, _legal, _reset, _u)
+                    _apply, _begin, _choose, _kind, _legal, _reset, _u)
 
 PROB_BITS = 16
 _P_ONE = 1 << PROB_BITS
@@ -310,10 +310,8 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total)
     st[3] = 1
     nplanes = max(exponent - final_exponent + 1, 0)
     cur = np.zeros(7, np.int64)
-    cur[2] = -1
-    cur[3] = -1
-    cur[4] = n
-    cur[5] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
+    cur[0], cur[1], cur[2], cur[3], cur[4], cur[5] = _begin(n, nplanes, sig, bsig, qsig, blk,
+                                                            quad, starts)
     while True:
         _encode_loop(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, p1, p2, st,
                      out, exponent, nplanes, budget, lay, cx, width)
@@ -337,12 +335,7 @@ def _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsi
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     nbm, pfl, cb, ori = cx
     n = approx.shape[0]
-    p = 0
-    i = 0
-    fb = -1
-    fq = -1
-    root = n
-    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+    p, i, fb, fq, root, k = _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts)
     count = 0
     while k != K_DONE and st[3] == 0:
         t = _POW2[exponent - p + _POW2_BIAS]

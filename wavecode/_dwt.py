@@ -195,7 +195,7 @@ def dwt_plan(wavelet: str, height: int, width: int, levels: int):
     maxlen = max(height, width) + 1
     down_off = np.full(maxlen, -1, np.int64)
     up_off = np.full(maxlen, -1, np.int64)
-    dfs, dxs, ufs, uxs = [], [], [], []
+    dfs, ufs = [], []
     drow = urow = 0
     width_d = f_dec
     width_u = 0

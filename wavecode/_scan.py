@@ -72,6 +72,13 @@ def _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts):
+    """The cursor at the start of a stream: ``(p, i, fb, fq, root, k)``; bit-plane 0 is an open
+    unit that must hold a significant coefficient (its end is ``n``)."""
+    return 0, 0, -1, -1, n, _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _legal(tok, i, k, fb, fq, root, blk_end, quad_end):
     """May ``tok`` come next? (``fb``, ``fq``, ``root``: ends of the open forced units)"""
     if k == K_DONE or tok < 0 or tok > NA1:
@@ -212,12 +219,7 @@ def _encode_scan(vals, exponent, final_exponent, max_tokens, tok_out, ent_out, p
         if quad[_u(i)] >= 0 and m > qmax[_u(quad[_u(i)])]:
             qmax[_u(quad[_u(i)])] = m
     nplanes = max(exponent - final_exponent + 1, 0)
-    p = 0
-    i = 0
-    fb = -1
-    fq = -1
-    root = n
-    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+    p, i, fb, fq, root, k = _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts)
     count = 0
     while k != K_DONE and count < max_tokens:
         t = _POW2[exponent - p + _POW2_BIAS]
@@ -241,12 +243,7 @@ def _decode_scan(tokens, exponent, final_exponent, sig, bsig, qsig, approx,
     n = approx.shape[0]
     _reset(sig, bsig, qsig, approx)
     nplanes = max(exponent - final_exponent + 1, 0)
-    p = 0
-    i = 0
-    fb = -1
-    fq = -1
-    root = n
-    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+    p, i, fb, fq, root, k = _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts)
     for c in range(tokens.shape[0]):
         tok = tokens[_u(c)]
         if not _legal(tok, i, k, fb, fq, root, blk_end, quad_end):
@@ -441,15 +438,16 @@ def _state_start(cur, sig, bsig, qsig, approx, exps, final_exponent, lay):
     approx[:] = 0.0
     for b in range(cur.shape[0]):
         nplanes = max(exps[b] - final_exponent + 1, 0)
-        cur[b, _P] = 0
-        cur[b, _I] = 0
-        cur[b, _FB] = -1
-        cur[b, _FQ] = -1
-        cur[b, _ROOT] = n
+        p, i, fb, fq, root, k = _begin(n, nplanes, sig[b], bsig[b], qsig[b], blk, quad, starts)
+        cur[b, _P] = p
+        cur[b, _I] = i
+        cur[b, _FB] = fb
+        cur[b, _FQ] = fq
+        cur[b, _ROOT] = root
+        cur[b, _K] = k
         cur[b, _NP] = nplanes
         cur[b, _E] = exps[b]
         cur[b, _N] = 0
-        cur[b, _K] = _kind(0, 0, nplanes, sig[b], bsig[b], qsig[b], blk, quad, starts)
 
 
 @njit(cache=True, nogil=True, _nrt=False)

@@ -14,7 +14,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import pywt
@@ -22,6 +22,9 @@ import pywt
 from . import _scan
 from ._dwt import dwt_plan
 from .layout import ScanLayout, scan_layout
+
+if TYPE_CHECKING:
+    from .grammar import GrammarState
 
 __all__ = ["TOKEN_NAMES", "SLOT_FIELDS", "SLOT_KINDS", "PRESETS", "TokenizerConfig",
            "TokenBatch", "WaveletTokenizer"]
