@@ -119,3 +119,19 @@ def test_a_few_steps_lower_the_loss(data):
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
     assert not any("wpe" in n for n, _ in model.named_parameters())  # no absolute positions
+
+
+def test_grammar_masked_loss_is_lower_and_masks_are_exact(data):
+    from wavegpt.batching import legal_masks
+    tok, batch, labels = data
+    model = tiny(tok)
+    inputs = batch_streams(batch, labels, model.config)
+    masks = legal_masks(batch, tok, inputs["input_ids"].shape[1])
+    for i in range(len(batch)):
+        s = torch.from_numpy(batch.stream(i).astype(np.int64))
+        assert masks[i, torch.arange(len(s)), s].all()          # every real token is legal
+        assert masks[i, len(s):].all()                       # padding rows stay open
+    assert (~masks).any()                                    # and the grammar removes options
+    plain = model(**inputs).loss
+    masked = model(**inputs, legal_mask=masks).loss
+    assert masked < plain

@@ -37,7 +37,7 @@ def idx_dir(tmp_path_factory):
 def cfg_for(tmp, idx_dir, **kw):
     base = dict(dataset="mnist", out=str(tmp / "run"), data_dir=str(idx_dir),
                 cache_dir=str(tmp / "cache"), steps=6, batch_size=4, warmup=2,
-                final_exponent=0, ckpt_every=100, seed=3)
+                final_exponent=0, ckpt_every=100, seed=3, eval_images=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -86,9 +86,15 @@ def test_sampled_streams_are_legal_and_decode(tmp_path, idx_dir):
 
 def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
     out = tmp_path / "run"
+    # the tiny IDX folder has only a train split: copy it as the test split for the evaluation
+    import shutil
+    for kind in ("images-idx3", "labels-idx1"):
+        shutil.copy(idx_dir / "mnist" / f"train-{kind}-ubyte.gz",
+                    idx_dir / "mnist" / f"t10k-{kind}-ubyte.gz")
     assert main(["train", "--data-dir", str(idx_dir), "--out", str(out), "--steps", "2",
                  "--batch-size", "4", "--final-exponent", "0", "--cache-dir",
-                 str(tmp_path / "c"), "--quiet"]) == 0
+                 str(tmp_path / "c"), "--quiet", "--eval-images", "8"]) == 0
+    assert "on the test split" in capsys.readouterr().out
     assert main(["sample", "--checkpoint", str(out), "--class-grid", "--n", "1", "--top-k", "2",
                  "-o", str(tmp_path / "grid.png"), "--max-tokens", "40"]) == 0
     assert (tmp_path / "grid.png").exists()

@@ -6,7 +6,7 @@ import torch
 
 from .configuration_wavegpt import PAD_ID
 
-__all__ = ["batch_streams"]
+__all__ = ["batch_streams", "legal_masks"]
 
 
 def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
@@ -40,3 +40,21 @@ def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
             "next_slots": torch.from_numpy(nxt),
             "exponents": torch.from_numpy(batch.exponents.astype(np.int64)),
             "labels": torch.from_numpy(tgt), "attention_mask": torch.from_numpy(mask)}
+
+
+def legal_masks(batch, tokenizer, max_len: int) -> torch.Tensor:
+    """(B, T, 7) bool: the legal set before each token of each stream (the grammar), all True at
+    padding so that masking never empties a row."""
+    b = len(batch)
+    lens = batch.lengths
+    masks = np.ones((b, max_len, 7), np.bool_)
+    state = tokenizer.start(b, batch.exponents)
+    toks = np.full((b, max_len), -1, np.int64)
+    for i in range(b):
+        n = min(int(lens[i]), max_len)
+        toks[i, :n] = batch.stream(i)[:n]
+    for t in range(int(min(lens.max(initial=0), max_len))):
+        live = toks[:, t] >= 0
+        masks[live, t] = state.legal_mask()[live]
+        state.step(toks[:, t])
+    return torch.from_numpy(masks)

@@ -15,8 +15,10 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
                          if getattr(args, f.name, None) is not None})
     last = train(cfg, resume=args.resume, progress=not args.quiet)
+    test = last.get("test_bits_per_image")
     print(f"step {last.get('step')}: loss {last.get('loss', float('nan')):.4f} "
-          f"({last.get('bits_per_image', float('nan')):.0f} bits/image) -> {cfg.out}")
+          f"({last.get('bits_per_image', float('nan')):.0f} bits/image on the batch"
+          + (f", {test:.0f} on the test split" if test is not None else "") + f") -> {cfg.out}")
     return 0
 
 
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, help="language: token budget per image")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--eval-images", type=int, help="test images for bits/image at the end")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--quiet", action="store_true")

@@ -20,12 +20,12 @@ import torch
 
 from wavecode import WaveletTokenizer
 
-from .batching import batch_streams
+from .batching import batch_streams, legal_masks
 from .configuration_wavegpt import WaveGPTConfig
 from .data import tokenize_cached
 from .modeling_wavegpt import WaveGPTForCausalLM
 
-__all__ = ["TrainConfig", "MODEL_PRESETS", "train"]
+__all__ = ["TrainConfig", "MODEL_PRESETS", "train", "evaluate_bits"]
 
 #: model sizes; ``tiny`` is for a 2-core CPU
 MODEL_PRESETS = {
@@ -56,6 +56,9 @@ class TrainConfig:
     ckpt_every: int = 200
     seed: int = 0
     use_next_slot: bool = True
+    masked_loss: bool = True          # renormalise over the legal tokens (as the sampler does)
+    bucket: int = 8                   # batches drawn from groups of similar stream lengths
+    eval_images: int = 256            # test-split images for bits/image at the end (0: none)
 
 
 def _atomic_dir_write(target: Path, write) -> None:
@@ -70,6 +73,23 @@ def _atomic_dir_write(target: Path, write) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bucketed(perm: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: int) -> np.ndarray:
+    """Reorder a permutation so that each batch holds streams of similar length (less padding):
+    windows of ``bucket`` batches are sorted by length, then their batches shuffled back."""
+    if bucket <= 1:
+        return perm
+    out = []
+    w = batch_size * bucket
+    for s in range(0, len(perm), w):
+        win = perm[s:s + w]
+        win = win[np.argsort(lengths[win], kind="stable")]
+        batches = [win[j:j + batch_size] for j in range(0, len(win), batch_size)]
+        # deterministic interleave (no RNG draw, so resume stays exact)
+        batches = batches[::2] + batches[1::2]
+        out.extend(batches)
+    return np.concatenate(out) if out else perm
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
@@ -88,6 +108,28 @@ def _build(cfg: TrainConfig, tok: WaveletTokenizer, max_len: int) -> WaveGPTForC
                          max_planes=32, **MODEL_PRESETS[cfg.preset])
     torch.manual_seed(cfg.seed)
     return WaveGPTForCausalLM(mcfg)
+
+
+@torch.no_grad()
+def evaluate_bits(model, data, tok, n: int, batch_size: int = 16, masked: bool = True) -> float:
+    """Mean bits per image (summed token NLL, grammar-masked) over the first ``n`` streams."""
+    model.eval()
+    total, count = 0.0, 0
+    for s in range(0, min(n, len(data)), batch_size):
+        idx = np.arange(s, min(s + batch_size, n, len(data)))
+        sub = data.batch.subset(idx)
+        inputs = batch_streams(sub, data.labels[idx], model.config)
+        inputs.pop("attention_mask")
+        if masked:
+            inputs["legal_mask"] = legal_masks(sub, tok, inputs["input_ids"].shape[1])
+        labels = inputs.pop("labels")
+        logp = model(**inputs).logits.float().log_softmax(-1)               # (B, T, 7)
+        keep = labels != -100
+        nll = -logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]       # (B, T)
+        total += float(nll[keep].sum()) / np.log(2)
+        count += len(idx)
+    model.train()
+    return total / max(count, 1)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -122,7 +164,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg))
     rng = np.random.default_rng(cfg.seed)
     step = 0
-    order = rng.permutation(len(data))
+    order = _bucketed(rng.permutation(len(data)), data.batch.lengths, cfg.batch_size, cfg.bucket)
     cursor = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -152,13 +194,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         stop = cfg.steps if until is None else min(until, cfg.steps)
         while step < stop:
             if cursor + cfg.batch_size > len(order):
-                order = rng.permutation(len(data))
+                order = _bucketed(rng.permutation(len(data)), data.batch.lengths,
+                                  cfg.batch_size, cfg.bucket)
                 cursor = 0
             idx = order[cursor:cursor + cfg.batch_size]
             cursor += cfg.batch_size
             labels = data.labels[idx].copy()
             labels[rng.random(len(idx)) < cfg.null_class_prob] = 10   # the null class
-            inputs = batch_streams(data.batch.subset(idx), labels, model.config)
+            sub = data.batch.subset(idx)
+            inputs = batch_streams(sub, labels, model.config)
+            if cfg.masked_loss:
+                inputs["legal_mask"] = legal_masks(sub, tok, inputs["input_ids"].shape[1])
             # streams are right-padded and attention is causal, so no real token sees a pad:
             # without a mask, SDPA takes its fused causal kernel
             inputs.pop("attention_mask")
@@ -181,6 +227,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
             if step % cfg.ckpt_every == 0 or step == stop:
                 checkpoint()
+        if cfg.eval_images and step >= cfg.steps:
+            test = tokenize_cached(tok, cfg.dataset, "test", cfg.cache_dir, cfg.data_dir,
+                                   cfg.eval_images)
+            last = dict(last, test_bits_per_image=evaluate_bits(model, test, tok,
+                                                                cfg.eval_images,
+                                                                masked=cfg.masked_loss))
+            log.write(json.dumps(last) + "\n")
     finally:
         log.close()
         bar.close()
