@@ -183,11 +183,13 @@ def _expand_slots(entries, pk, slots, row, col, ch, sb, sb_level, sb_orient):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _exponent_of(mags, final_exponent):
+def _exponent_of(vals, final_exponent):
+    """``floor(log2 max|vals|)``, or ``final_exponent - 1`` (no bit-plane) for all zeros."""
     mx = 0.0
-    for i in range(mags.shape[0]):
-        if mags[_u(i)] > mx:
-            mx = mags[_u(i)]
+    for i in range(vals.shape[0]):
+        m = abs(vals[_u(i)])
+        if m > mx:
+            mx = m
     if mx == 0.0:
         return final_exponent - 1  # no bit-plane: the all-zero image
     return math.frexp(mx)[1] - 1  # floor(log2 mx), exactly
@@ -348,10 +350,8 @@ def _encode_images(images, lo, hi, hp, wp, top, left, ycbcr, levels, final_expon
         _analyze(images[lo + b], pyr, tmp, hp, wp, top, left, ycbcr, levels, dlo, dhi,
                  down_f, down_x, down_off)
         for i in range(n):
-            v = pyr[flat[i]]
-            vals[i] = v
-            mags[i] = abs(v)
-        e = _exponent_of(mags, final_exponent)
+            vals[i] = pyr[flat[i]]
+        e = _exponent_of(vals, final_exponent)
         exps[b] = e
         # an entry gives at most two tokens per plane
         bound = min(max_tokens, 2 * n * max(e - final_exponent + 1, 0))
@@ -388,8 +388,7 @@ def _encode_pyramids(pyrs, final_exponent, max_tokens, lay, exps_in, tokens, ent
     for b in range(pyrs.shape[0]):
         for i in range(n):
             vals[i] = pyrs[b, flat[i]]
-            mags[i] = abs(vals[i])
-        e = exps_in[b] if exps_in[b] > -(2 ** 31) else _exponent_of(mags, final_exponent)
+        e = exps_in[b] if exps_in[b] > -(2 ** 31) else _exponent_of(vals, final_exponent)
         exps_out[b] = e
         counts[b] = _encode_scan(vals, e, final_exponent, max_tokens, tokens, ents, pks,
                                  offsets[b], want_slots, sig, bsig, qsig, approx, mags, bmax,
