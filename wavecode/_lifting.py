@@ -26,112 +26,11 @@ _HI = _K / np.sqrt(2.0)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _fwd97_line(x, n, stride, base, tmp):
-    """In-place forward 9/7 of ``x[base + k*stride]``, k < n; output low half then high half."""
-    if n < 2:
-        return
-    ne = (n + 1) // 2
-    nd = n // 2
-    for k in range(n):
-        tmp[k] = x[base + k * stride]
-    # tmp holds the interleaved signal; lift in place on even/odd positions
-    for k in range(nd):
-        r = tmp[2 * k + 2] if 2 * k + 2 < n else tmp[2 * k]
-        tmp[2 * k + 1] += _A * (tmp[2 * k] + r)
-    for k in range(ne):
-        left = tmp[2 * k - 1] if k > 0 else tmp[1]
-        right = tmp[2 * k + 1] if 2 * k + 1 < n else tmp[2 * k - 1]
-        tmp[2 * k] += _B * (left + right)
-    for k in range(nd):
-        r = tmp[2 * k + 2] if 2 * k + 2 < n else tmp[2 * k]
-        tmp[2 * k + 1] += _G * (tmp[2 * k] + r)
-    for k in range(ne):
-        left = tmp[2 * k - 1] if k > 0 else tmp[1]
-        right = tmp[2 * k + 1] if 2 * k + 1 < n else tmp[2 * k - 1]
-        tmp[2 * k] += _D * (left + right)
-    for k in range(ne):
-        x[base + k * stride] = tmp[2 * k] * _LO
-    for k in range(nd):
-        x[base + (ne + k) * stride] = tmp[2 * k + 1] * _HI
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def _inv97_line(x, n, stride, base, tmp):
-    if n < 2:
-        return
-    ne = (n + 1) // 2
-    nd = n // 2
-    for k in range(ne):
-        tmp[2 * k] = x[base + k * stride] / _LO
-    for k in range(nd):
-        tmp[2 * k + 1] = x[base + (ne + k) * stride] / _HI
-    for k in range(ne):
-        left = tmp[2 * k - 1] if k > 0 else tmp[1]
-        right = tmp[2 * k + 1] if 2 * k + 1 < n else tmp[2 * k - 1]
-        tmp[2 * k] -= _D * (left + right)
-    for k in range(nd):
-        r = tmp[2 * k + 2] if 2 * k + 2 < n else tmp[2 * k]
-        tmp[2 * k + 1] -= _G * (tmp[2 * k] + r)
-    for k in range(ne):
-        left = tmp[2 * k - 1] if k > 0 else tmp[1]
-        right = tmp[2 * k + 1] if 2 * k + 1 < n else tmp[2 * k - 1]
-        tmp[2 * k] -= _B * (left + right)
-    for k in range(nd):
-        r = tmp[2 * k + 2] if 2 * k + 2 < n else tmp[2 * k]
-        tmp[2 * k + 1] -= _A * (tmp[2 * k] + r)
-    for k in range(n):
-        x[base + k * stride] = tmp[k]
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def _fwd53_line(x, n, stride, base, tmp):
-    """In-place reversible 5/3 (integers held in float64, exact below 2**53)."""
-    if n < 2:
-        return
-    ne = (n + 1) // 2
-    nd = n // 2
-    for k in range(n):
-        tmp[k] = x[base + k * stride]
-    for k in range(nd):
-        r = tmp[2 * k + 2] if 2 * k + 2 < n else tmp[2 * k]
-        tmp[2 * k + 1] -= np.floor((tmp[2 * k] + r) / 2.0)
-    for k in range(ne):
-        left = tmp[2 * k - 1] if k > 0 else tmp[1]
-        right = tmp[2 * k + 1] if 2 * k + 1 < n else tmp[2 * k - 1]
-        tmp[2 * k] += np.floor((left + right + 2.0) / 4.0)
-    for k in range(ne):
-        x[base + k * stride] = tmp[2 * k]
-    for k in range(nd):
-        x[base + (ne + k) * stride] = tmp[2 * k + 1]
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def _inv53_line(x, n, stride, base, tmp):
-    if n < 2:
-        return
-    ne = (n + 1) // 2
-    nd = n // 2
-    for k in range(ne):
-        tmp[2 * k] = x[base + k * stride]
-    for k in range(nd):
-        tmp[2 * k + 1] = x[base + (ne + k) * stride]
-    for k in range(ne):
-        left = tmp[2 * k - 1] if k > 0 else tmp[1]
-        right = tmp[2 * k + 1] if 2 * k + 1 < n else tmp[2 * k - 1]
-        tmp[2 * k] -= np.floor((left + right + 2.0) / 4.0)
-    for k in range(nd):
-        r = tmp[2 * k + 2] if 2 * k + 2 < n else tmp[2 * k]
-        tmp[2 * k + 1] += np.floor((tmp[2 * k] + r) / 2.0)
-    for k in range(n):
-        x[base + k * stride] = tmp[k]
-
-
-@njit(cache=True, nogil=True, _nrt=False)
 def _lift_rows(t, n, cw, coef, odd):
-    """One lifting step on whole rows of ``t`` (``n`` rows of ``cw``): odd rows (``odd``) get
-    ``coef`` times the sum of their even neighbours, or even rows that of their odd neighbours;
-    whole-sample symmetric extension at both ends. The inner loop runs along a row, so it
-    vectorizes."""
+    """One lifting step on whole rows of ``t`` (``n`` rows of ``cw``; a 1-D signal is ``cw=1``):
+    odd rows (``odd``) get ``coef`` times the sum of their even neighbours, or even rows that of
+    their odd neighbours; whole-sample symmetric extension at both ends. The inner loop runs
+    along a row, so it vectorizes. (Undoing a step is the same step with ``-coef``: exact.)"""
     if odd:
         for k in range(n // 2):
             r = 2 * k + 1
@@ -151,8 +50,9 @@ def _lift_rows(t, n, cw, coef, odd):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _lift_rows_int(t, n, cw, odd):
-    """The two 5/3 integer steps on whole rows (see :func:`_lift_rows`)."""
+def _lift_rows_int(t, n, cw, odd, sign):
+    """The two 5/3 integer steps on whole rows (see :func:`_lift_rows`): predict (odd rows) and
+    update (even rows); ``sign`` +1 applies a step, -1 undoes it."""
     if odd:
         for k in range(n // 2):
             r = 2 * k + 1
@@ -160,7 +60,7 @@ def _lift_rows_int(t, n, cw, odd):
             b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
             d = r * cw
             for j in range(cw):
-                t[d + j] -= np.floor((t[a + j] + t[b + j]) / 2.0)
+                t[d + j] -= sign * np.floor((t[a + j] + t[b + j]) / 2.0)
     else:
         for k in range((n + 1) // 2):
             r = 2 * k
@@ -168,7 +68,62 @@ def _lift_rows_int(t, n, cw, odd):
             b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
             d = r * cw
             for j in range(cw):
-                t[d + j] += np.floor((t[a + j] + t[b + j] + 2.0) / 4.0)
+                t[d + j] += sign * np.floor((t[a + j] + t[b + j] + 2.0) / 4.0)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _lift(t, n, cw, reversible, forward):
+    """All lifting steps of one level on the interleaved rows of ``t`` (no band scaling)."""
+    if reversible:
+        if forward:
+            _lift_rows_int(t, n, cw, True, 1.0)
+            _lift_rows_int(t, n, cw, False, 1.0)
+        else:
+            _lift_rows_int(t, n, cw, False, -1.0)
+            _lift_rows_int(t, n, cw, True, -1.0)
+    elif forward:
+        _lift_rows(t, n, cw, _A, True)
+        _lift_rows(t, n, cw, _B, False)
+        _lift_rows(t, n, cw, _G, True)
+        _lift_rows(t, n, cw, _D, False)
+    else:
+        _lift_rows(t, n, cw, -_D, False)
+        _lift_rows(t, n, cw, -_G, True)
+        _lift_rows(t, n, cw, -_B, False)
+        _lift_rows(t, n, cw, -_A, True)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _fwd_line(x, n, stride, base, reversible, tmp):
+    """In-place forward transform of ``x[base + k*stride]``, k < n: low half, then high half."""
+    if n < 2:
+        return
+    for k in range(n):
+        tmp[k] = x[base + k * stride]
+    _lift(tmp, n, 1, reversible, True)
+    lo = 1.0 if reversible else _LO
+    hi = 1.0 if reversible else _HI
+    ne = (n + 1) // 2
+    for k in range(ne):
+        x[base + k * stride] = tmp[2 * k] * lo
+    for k in range(n // 2):
+        x[base + (ne + k) * stride] = tmp[2 * k + 1] * hi
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _inv_line(x, n, stride, base, reversible, tmp):
+    if n < 2:
+        return
+    lo = 1.0 if reversible else _LO
+    hi = 1.0 if reversible else _HI
+    ne = (n + 1) // 2
+    for k in range(ne):
+        tmp[2 * k] = x[base + k * stride] / lo
+    for k in range(n // 2):
+        tmp[2 * k + 1] = x[base + (ne + k) * stride] / hi
+    _lift(tmp, n, 1, reversible, False)
+    for k in range(n):
+        x[base + k * stride] = tmp[k]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -179,18 +134,9 @@ def _fwd_cols(x, ch, cw, w, reversible, t):
     for r in range(ch):
         for j in range(cw):
             t[r * cw + j] = x[r * w + j]
-    if reversible:
-        _lift_rows_int(t, ch, cw, True)
-        _lift_rows_int(t, ch, cw, False)
-        lo = 1.0
-        hi = 1.0
-    else:
-        _lift_rows(t, ch, cw, _A, True)
-        _lift_rows(t, ch, cw, _B, False)
-        _lift_rows(t, ch, cw, _G, True)
-        _lift_rows(t, ch, cw, _D, False)
-        lo = _LO
-        hi = _HI
+    _lift(t, ch, cw, reversible, True)
+    lo = 1.0 if reversible else _LO
+    hi = 1.0 if reversible else _HI
     ne = (ch + 1) // 2
     for r in range(ch):
         dst = (r // 2 if r % 2 == 0 else ne + r // 2) * w
@@ -211,25 +157,7 @@ def _inv_cols(x, ch, cw, w, reversible, t):
         s = lo if r % 2 == 0 else hi
         for j in range(cw):
             t[r * cw + j] = x[src + j] / s
-    if reversible:
-        # undo the update (even rows), then the predict (odd rows)
-        for k in range((ch + 1) // 2):
-            r = 2 * k
-            a = (r - 1) * cw if r > 0 else cw
-            b = (r + 1) * cw if r + 1 < ch else (r - 1) * cw
-            for j in range(cw):
-                t[r * cw + j] -= np.floor((t[a + j] + t[b + j] + 2.0) / 4.0)
-        for k in range(ch // 2):
-            r = 2 * k + 1
-            a = (r - 1) * cw
-            b = (r + 1) * cw if r + 1 < ch else (r - 1) * cw
-            for j in range(cw):
-                t[r * cw + j] += np.floor((t[a + j] + t[b + j]) / 2.0)
-    else:
-        _lift_rows(t, ch, cw, -_D, False)
-        _lift_rows(t, ch, cw, -_G, True)
-        _lift_rows(t, ch, cw, -_B, False)
-        _lift_rows(t, ch, cw, -_A, True)
+    _lift(t, ch, cw, reversible, False)
     for r in range(ch):
         for j in range(cw):
             x[r * w + j] = t[r * cw + j]
@@ -243,10 +171,7 @@ def _fwd2d(x, h, w, levels, reversible, tmp):
     cw = w
     for _ in range(levels):
         for r in range(ch):
-            if reversible:
-                _fwd53_line(x, cw, 1, r * w, tmp)
-            else:
-                _fwd97_line(x, cw, 1, r * w, tmp)
+            _fwd_line(x, cw, 1, r * w, reversible, tmp)
         _fwd_cols(x, ch, cw, w, reversible, tmp)
         ch = (ch + 1) // 2
         cw = (cw + 1) // 2
@@ -262,10 +187,7 @@ def _inv2d(x, h, w, levels, reversible, tmp):
             cw = (cw + 1) // 2
         _inv_cols(x, ch, cw, w, reversible, tmp)
         for r in range(ch):
-            if reversible:
-                _inv53_line(x, cw, 1, r * w, tmp)
-            else:
-                _inv97_line(x, cw, 1, r * w, tmp)
+            _inv_line(x, cw, 1, r * w, reversible, tmp)
 
 
 def codec_bands(height: int, width: int, levels: int):

@@ -58,7 +58,7 @@ def _levels_for(h: int, w: int) -> int:
     return levels
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)  # tables of a 768x512 RGB image take ~60 MB
 def _plan(channels: int, height: int, width: int, levels: int):
     bands = codec_bands(height, width, levels)
     lay = layout_from_bands(channels, height, width, bands)
@@ -73,7 +73,7 @@ def _plan(channels: int, height: int, width: int, levels: int):
 
 def _norms_1d(n: int, levels: int) -> list[tuple[float, float]]:
     """Synthesis-basis norms of a low and a high coefficient at each depth (1 = finest)."""
-    from ._lifting import _inv97_line
+    from ._lifting import _inv_line
     sizes = [n]
     for _ in range(levels):
         sizes.append((sizes[-1] + 1) // 2)
@@ -90,7 +90,7 @@ def _norms_1d(n: int, levels: int) -> list[tuple[float, float]]:
             x = np.zeros(n)
             x[(lo_n + (m - lo_n) // 2) if high else lo_n // 2] = 1.0
             for lev in range(d - 1, -1, -1):
-                _inv97_line(x, sizes[lev], 1, 0, tmp)
+                _inv_line(x, sizes[lev], 1, 0, False, tmp)
             pair.append(float(np.sqrt(np.sum(x * x))))
         out.append(tuple(pair))
     return out
