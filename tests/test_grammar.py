@@ -158,3 +158,33 @@ def test_prefix_error_shrinks_plane_by_plane(mnist_sample):
 def mnist_sample():
     from wavecode.sample_data import load_sample_digits
     return load_sample_digits()[0]
+
+
+@given(small_images())
+def test_legal_bits_and_slots_in_one_pass_match_the_stepwise_state(case):
+    img, cfg = case
+    tok = WaveletTokenizer(cfg, img.shape[1:])
+    b = tok.encode(np.concatenate([img, img[:, ::-1]]))
+    bits = tok.legal_bits(b)
+    st_ = tok.start(len(b), b.exponents)
+    for t in range(int(b.lengths.max())):
+        mask = st_.legal_mask()
+        live = b.lengths > t
+        for i in np.flatnonzero(live):
+            want = sum(1 << k for k in range(7) if mask[i, k])
+            assert bits[b.offsets[i] + t] == want
+        st_.step(np.array([b.stream(i)[t] if live[i] else -1 for i in range(len(b))]))
+    bare = TokenBatch(b.tokens, b.offsets, b.exponents, meta=b.meta)
+    again = tok.with_slots(bare)
+    assert np.array_equal(again.entries, b.entries)
+    assert np.array_equal(again.plane_kinds, b.plane_kinds)
+
+
+def test_legal_bits_rejects_an_illegal_stream(mnist_sample):
+    tok = WaveletTokenizer.from_preset("mnist", (28, 28))
+    b = tok.encode(mnist_sample[:2])
+    toks = np.array(b.tokens)
+    toks[b.offsets[1] + 3] = NA1 if toks[b.offsets[1] + 3] < NA0 else G4
+    bad = TokenBatch(toks, b.offsets, b.exponents, meta=b.meta)
+    with pytest.raises(ValueError, match="stream 1"):
+        tok.legal_bits(bad)

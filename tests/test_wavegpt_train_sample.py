@@ -98,8 +98,83 @@ def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
     assert main(["sample", "--checkpoint", str(out), "--class-grid", "--n", "1", "--top-k", "2",
                  "-o", str(tmp_path / "grid.png"), "--max-tokens", "40"]) == 0
     assert (tmp_path / "grid.png").exists()
+    # progressive strip, GIF and saved streams; then rewind them
+    assert main(["sample", "--checkpoint", str(out), "--class", "4", "--n", "2", "--quiet",
+                 "-o", str(tmp_path / "g4.png"), "--max-tokens", "60", "--strip",
+                 str(tmp_path / "strip.png"), "--gif", str(tmp_path / "g.gif"), "--frames", "5",
+                 "--tokens", str(tmp_path / "s.npz")]) == 0
+    from PIL import Image
+    assert Image.open(tmp_path / "g.gif").n_frames == 5
+    assert Image.open(tmp_path / "strip.png").size == (5 * 58 + 2, 2 * 58 + 2)  # 5 frames, 2 rows
+    assert main(["sample", "--checkpoint", str(out), "--class", "4", "--n", "2", "--quiet",
+                 "-o", str(tmp_path / "r.png"), "--prefix", str(tmp_path / "s.npz"),
+                 "--keep-planes", "1", "--tokens", str(tmp_path / "r.npz")]) == 0
+    from wavecode import TokenBatch
+    first, again = TokenBatch.load(tmp_path / "s.npz"), TokenBatch.load(tmp_path / "r.npz")
+    assert np.array_equal(first.exponents, again.exponents)
+    assert main(["sample", "--checkpoint", str(out), "--class", "4", "-o",
+                 str(tmp_path / "r.png"), "--rewind", "3"]) == 2
+    assert "--prefix" in capsys.readouterr().err
+    # evaluation: bits/image, class accuracy of samples, Fréchet distance, a grid
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--data-dir", str(idx_dir),
+                 "--cache-dir", str(tmp_path / "c"), "--n", "2", "--test-images", "8",
+                 "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert 0.0 <= res["class_accuracy"] <= 1.0 and res["samples"] == 20
+    assert res["test_bits_per_image"] > 0 and np.isfinite(res["frechet_distance"])
+    assert (out / "eval.json").exists() and (out / "eval_samples.png").exists()
     assert main(["sample", "--checkpoint", str(tmp_path / "nope"), "--class", "1",
                  "-o", str(tmp_path / "x.png")]) == 2
     assert "not a wavegpt run folder" in capsys.readouterr().err
     assert main(["train", "--data-dir", str(tmp_path / "empty"), "--out", str(out),
                  "--quiet"]) == 2
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path, idx_dir):
+    """torchrun, 2 CPU processes: each takes half of every batch; the result equals a single
+    process on the same batches (the loss is normalised by the whole batch's tokens)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    args = ["train", "--data-dir", str(idx_dir), "--steps", "3", "--batch-size", "4",
+            "--final-exponent", "0", "--cache-dir", str(tmp_path / "c"), "--quiet",
+            "--eval-images", "0", "--seed", "5"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                           "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                           "-m", "wavegpt.cli"] + args + ["--out", str(tmp_path / "ddp")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    a = WaveGPTForCausalLM.from_pretrained(tmp_path / "ddp" / "model")
+    b = WaveGPTForCausalLM.from_pretrained(tmp_path / "one" / "model")
+    moved = False
+    torch.manual_seed(5)                                  # the run's initialisation
+    init = WaveGPTForCausalLM(a.config)
+    for (n, p), (_, q), (_, r) in zip(a.named_parameters(), b.named_parameters(),
+                                      init.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-5), n
+        moved = moved or not torch.allclose(p, r)
+    assert moved
+    la = [json.loads(x)["loss"] for x in open(tmp_path / "ddp" / "log.jsonl")]
+    lb = [json.loads(x)["loss"] for x in open(tmp_path / "one" / "log.jsonl")]
+    assert np.allclose(la, lb, rtol=1e-4)
+
+
+def test_tensorboard_scalars_and_sample_grids(tmp_path, idx_dir):
+    pytest.importorskip("tensorboard")
+    cfg = cfg_for(tmp_path, idx_dir, steps=2, sample_every=2, tensorboard=True)
+    train(cfg, progress=False)
+    run = tmp_path / "run"
+    assert (run / "samples" / "step000002.png").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ev = EventAccumulator(str(run / "tb"))
+    ev.Reload()
+    assert len(ev.Scalars("train/loss")) == 2
+    assert ev.Tags()["images"] == ["samples"]

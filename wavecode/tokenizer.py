@@ -476,6 +476,36 @@ class WaveletTokenizer:
             self._raise_illegal(batch, errors)
         return coef.reshape(b, c, hp, wp)
 
+    def _replay(self, batch: TokenBatch):
+        batch = self._check_streams(batch, None)
+        toks = np.ascontiguousarray(batch.tokens).astype(np.int64, copy=False)
+        exps = np.asarray(batch.exponents, np.int64)
+        self._check_exponents(exps)
+        bits = np.zeros(len(toks), np.uint8)
+        ents = np.zeros(len(toks), np.int32)
+        pks = np.zeros(len(toks), np.uint8)
+        errors = np.full(len(batch), -1, np.int64)
+        _scan._legal_bits(toks, np.asarray(batch.offsets, np.int64), exps,
+                          self.config.final_exponent, self._lay, bits, ents, pks, errors)
+        if np.any(errors >= 0):
+            self._raise_illegal(batch, errors)
+        return batch, bits, ents, pks
+
+    def legal_bits(self, batch: TokenBatch) -> np.ndarray:
+        """The grammar's legal set before every token of every stream, as a uint8 bit set per
+        token (bit ``t`` set: token ``t`` was legal there), aligned with ``batch.tokens``.
+
+        What :meth:`GrammarState.legal_mask` would say at each step, in one pass. Raises
+        ``ValueError`` naming the first illegal token.
+        """
+        return self._replay(batch)[1]
+
+    def with_slots(self, batch: TokenBatch) -> TokenBatch:
+        """The batch with its (compact) slots, recomputed by replaying the streams; for streams
+        that come without them (sampled, or saved without slots)."""
+        batch, _, ents, pks = self._replay(batch)
+        return TokenBatch(batch.tokens, batch.offsets, batch.exponents, ents, pks, batch.meta)
+
     def _check_exponents(self, exps):
         if exps.size and (exps.min() < -1000 or exps.max() > 1000):
             raise ValueError(f"exponents out of range: {exps.min()} .. {exps.max()}")

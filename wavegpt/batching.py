@@ -46,15 +46,10 @@ def legal_masks(batch, tokenizer, max_len: int) -> torch.Tensor:
     """(B, T, 7) bool: the legal set before each token of each stream (the grammar), all True at
     padding so that masking never empties a row."""
     b = len(batch)
-    lens = batch.lengths
-    masks = np.ones((b, max_len, 7), np.bool_)
-    state = tokenizer.start(b, batch.exponents)
-    toks = np.full((b, max_len), -1, np.int64)
+    bits = tokenizer.legal_bits(batch)                                      # (N,) uint8
+    masks = np.full((b, max_len), 0x7F, np.uint8)
     for i in range(b):
-        n = min(int(lens[i]), max_len)
-        toks[i, :n] = batch.stream(i)[:n]
-    for t in range(int(min(lens.max(initial=0), max_len))):
-        live = toks[:, t] >= 0
-        masks[live, t] = state.legal_mask()[live]
-        state.step(toks[:, t])
-    return torch.from_numpy(masks)
+        n = min(int(batch.lengths[i]), max_len)
+        masks[i, :n] = bits[batch.offsets[i]:batch.offsets[i] + n]
+    unpacked = (masks[..., None] >> np.arange(7, dtype=np.uint8)) & 1       # (B, T, 7)
+    return torch.from_numpy(unpacked.astype(np.bool_))

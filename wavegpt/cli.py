@@ -1,4 +1,4 @@
-"""``wavegpt`` command line: train, sample. Errors are one line and exit status 2."""
+"""``wavegpt`` command line: train, sample, evaluate. Errors are one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
@@ -22,35 +22,100 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _write_gif(path, frames, duration_ms: int = 120) -> None:
+    """Animated GIF of uint8 frames, written atomically."""
+    import os
+
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    ims = [Image.fromarray(f) for f in frames]
+    try:
+        ims[0].save(tmp, format="GIF", save_all=True, append_images=ims[1:],
+                    duration=duration_ms, loop=0)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _cmd_sample(args) -> int:
     import numpy as np
 
+    from wavecode import TokenBatch, WaveletTokenizer
     from wavecode.imageio import write_image
     from wavecode.viz import grid
 
     from .modeling_wavegpt import WaveGPTForCausalLM
-    from .sample import sample
+    from .sample import cut_prefix, sample
 
     run = Path(args.checkpoint)
     if not (run / "model" / "config.json").exists():
         raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")
     model = WaveGPTForCausalLM.from_pretrained(run / "model")
+    tok = WaveletTokenizer.from_meta(model.config.tokenizer)
+    prefix = None
+    if args.prefix:
+        if args.rewind is None and args.keep_planes is None:
+            raise ValueError("--prefix needs --rewind N or --keep-planes K")
+        try:
+            saved = TokenBatch.load(args.prefix)
+        except (OSError, KeyError) as exc:
+            raise ValueError(f"{args.prefix}: cannot read streams ({exc})") from None
+        prefix = cut_prefix(tok, saved, rewind=args.rewind, keep_planes=args.keep_planes)
+    elif args.rewind is not None or args.keep_planes is not None:
+        raise ValueError("--rewind / --keep-planes need --prefix")
     if args.class_grid:
         classes = np.repeat(np.arange(model.config.num_classes), args.n)
         ncols = args.n
-    else:
-        if args.cls is None:
-            raise ValueError("give --class or --class-grid")
+    elif args.cls is not None:
         classes = np.full(args.n, args.cls)
         ncols = None
-    batch, images = sample(model, classes, run_dir=run, top_k=args.top_k, top_p=args.top_p,
-                           temperature=args.temperature, cfg=args.cfg,
-                           max_tokens=args.max_tokens, seed=args.seed)
+    elif prefix is not None and args.labels is not None:
+        classes = np.asarray(args.labels)
+        ncols = None
+    else:
+        raise ValueError("give --class or --class-grid")
+    if prefix is not None:
+        if len(prefix) != len(classes):
+            if len(prefix) == 1:
+                prefix = prefix.subset(np.zeros(len(classes), np.int64))
+            else:
+                raise ValueError(f"{len(prefix)} prefix streams for {len(classes)} samples")
+    want_frames = args.strip or args.gif
+    out = sample(model, classes, run_dir=run, top_k=args.top_k, top_p=args.top_p,
+                 temperature=args.temperature, cfg=args.cfg, max_tokens=args.max_tokens,
+                 seed=args.seed, prefix=prefix, frames=args.frames if want_frames else 0,
+                 progress=not args.quiet)
+    batch, images = out[0], out[1]
     write_image(args.output, grid(images, ncols=ncols, scale=2))
     if args.tokens:
         batch.save(args.tokens)
+    if want_frames:
+        frames = out[2]                                   # (F, B, H, W)
+        if args.strip:
+            # one row per sample: its image as the tokens arrive, left to right
+            rows = np.swapaxes(frames, 0, 1).reshape((-1,) + frames.shape[2:])
+            write_image(args.strip, grid(rows, ncols=len(frames), scale=2))
+        if args.gif:
+            _write_gif(args.gif, [grid(f, ncols=ncols, scale=2) for f in frames])
     print(f"{len(classes)} samples ({int(batch.lengths.mean())} tokens each on average) -> "
           f"{args.output}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from .evaluate import evaluate_run
+
+    res = evaluate_run(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir,
+                       cache_dir=args.cache_dir, n_per_class=args.n, test_images=args.test_images,
+                       top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
+                       cfg=args.cfg, seed=args.seed, progress=not args.quiet)
+    print(json.dumps(res, indent=1))
     return 0
 
 
@@ -72,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--eval-images", type=int, help="test images for bits/image at the end")
     p.add_argument("--seed", type=int)
+    p.add_argument("--sample-every", type=int, help="write a class grid every N steps")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="log scalars and sample grids to <out>/tb")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
@@ -88,13 +156,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokens", help="also save the sampled streams (.npz)")
+    p.add_argument("--prefix", help="streams (.npz from --tokens) to continue: rewind")
+    p.add_argument("--rewind", type=int, help="regenerate the last N tokens of each prefix")
+    p.add_argument("--keep-planes", type=int, help="keep the first K bit-planes of each prefix")
+    p.add_argument("--labels", type=int, nargs="+", help="classes of the prefix streams")
+    p.add_argument("--strip", help="also write a progressive strip (PNG, a row per sample)")
+    p.add_argument("--gif", help="also write the grid as tokens arrive (animated GIF)")
+    p.add_argument("--frames", type=int, default=10, help="frames of the strip / GIF")
+    p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("evaluate", help="bits/image, class accuracy and Fréchet distance")
+    p.add_argument("--checkpoint", required=True, help="run folder")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"),
+                   help="default: the run's training set")
+    p.add_argument("--data-dir", help="folder with the IDX files (else the HuggingFace hub)")
+    p.add_argument("--cache-dir", default=".cache/wavegpt")
+    p.add_argument("--n", type=int, default=100, help="samples per class")
+    p.add_argument("--test-images", type=int, default=1000)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--cfg", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
     return ap
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
     try:
         return args.func(args)
     except ValueError as exc:

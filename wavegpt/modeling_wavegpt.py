@@ -104,6 +104,25 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
                                                    labels.reshape(-1), ignore_index=-100)
         return out
 
+    def prepare_inputs_for_generation(self, input_ids, grammar=None, exponents=None, **kwargs):
+        """For HF ``generate()``: with ``grammar`` (a :class:`~wavegpt.hf_generate.GrammarTracker`)
+        the slots of each new position come from the grammar state, which consumes the token
+        sampled last. See :func:`wavegpt.hf_generate.generate_hf`."""
+        inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
+        if grammar is None:
+            return inputs
+        grammar.sync(input_ids)
+        ids = inputs["input_ids"]                                           # (B, S)
+        if ids.shape[1] != 1:
+            raise ValueError("generate() with a grammar starts from the class token alone")
+        b = ids.shape[0]
+        own = (torch.from_numpy(grammar.own.astype("int64")) if grammar.seen
+               else torch.full((b, 7), -1, dtype=torch.long))
+        inputs.update(slots=own[:, None],
+                      next_slots=torch.from_numpy(grammar.state.next_slots().astype("int64"))[:, None],
+                      exponents=exponents)
+        return inputs
+
 
 AutoConfig.register("wavegpt", WaveGPTConfig)
 AutoModelForCausalLM.register(WaveGPTConfig, WaveGPTForCausalLM)

@@ -1,5 +1,10 @@
-"""Sampling: batched incremental decoding with a KV cache, the grammar mask at every step,
-top-k / top-p / temperature and classifier-free guidance; no illegal stream, ever."""
+"""Sampling: batched incremental decoding over a static KV cache, the grammar mask at every step,
+top-k / top-p / temperature and classifier-free guidance; no illegal stream, ever.
+
+Rewind: given prefix streams (e.g. earlier samples cut back by ``rewind`` tokens or to their first
+``keep_planes`` bit-planes), the model is prefilled with them and only the tail is regenerated,
+so the coarse image stays and the details change.
+"""
 from __future__ import annotations
 
 import json
@@ -11,8 +16,9 @@ import torch
 from wavecode import TokenBatch, WaveletTokenizer
 
 from .configuration_wavegpt import PAD_ID
+from .kv_cache import StaticKVDecoder
 
-__all__ = ["draw_exponents", "sample"]
+__all__ = ["draw_exponents", "sample", "cut_prefix"]
 
 
 def draw_exponents(table: dict, classes, rng) -> np.ndarray:
@@ -26,81 +32,191 @@ def draw_exponents(table: dict, classes, rng) -> np.ndarray:
     return np.array(out, np.int64)
 
 
+def cut_prefix(tokenizer: WaveletTokenizer, batch: TokenBatch, rewind: int | None = None,
+               keep_planes: int | None = None) -> TokenBatch:
+    """Prefixes of ``batch`` to regenerate from: drop the last ``rewind`` tokens of each stream,
+    or keep only its first ``keep_planes`` bit-planes."""
+    if (rewind is None) == (keep_planes is None):
+        raise ValueError("give exactly one of rewind and keep_planes")
+    if rewind is not None:
+        if rewind < 0:
+            raise ValueError(f"rewind must be >= 0, not {rewind}")
+        return batch.select(np.maximum(batch.lengths - int(rewind), 0))
+    if keep_planes < 0:
+        raise ValueError(f"keep_planes must be >= 0, not {keep_planes}")
+    full = tokenizer.with_slots(batch)
+    planes = np.asarray(full.plane_kinds) >> 2
+    keep = np.array([int((planes[full.offsets[b]:full.offsets[b + 1]] < keep_planes).sum())
+                     for b in range(len(full))])
+    return batch.select(keep)
+
+
 def _filter(logits, top_k, top_p):
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) > top_p       # keep the first token always
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p       # keep the first token always
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits
 
 
+def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots):
+    """Left-aligned inputs of the prefixes: [class, x_0 .. x_{n-1}] with their own and next
+    slots, padded on the left to a common length; returns ids, own, nxt, valid."""
+    b = len(prefix)
+    lens = prefix.lengths
+    width = int(lens.max(initial=0)) + 1
+    ids = np.full((b, width), PAD_ID, np.int64)
+    own = np.full((b, width, 7), -1, np.int64)
+    nxt = np.full((b, width, 7), -1, np.int64)
+    valid = np.zeros((b, width), np.bool_)
+    full = tok.with_slots(prefix) if len(prefix.tokens) else None
+    slots = full.slots.astype(np.int64) if full is not None else np.zeros((0, 7), np.int64)
+    for i in range(b):
+        n = int(lens[i])
+        lo = width - n - 1
+        s = prefix.stream(i).astype(np.int64)
+        sl = slots[prefix.offsets[i]:prefix.offsets[i] + n]
+        ids[i, lo] = class_ids[i]
+        ids[i, lo + 1:] = s
+        own[i, lo + 1:] = sl
+        nxt[i, lo:width - 1] = sl
+        nxt[i, width - 1] = next_slots[i]
+        valid[i, lo:] = True
+    return ids, own, nxt, valid
+
+
 @torch.no_grad()
 def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = None,
            top_p: float | None = None, temperature: float = 1.0, cfg: float = 1.0,
-           max_tokens: int | None = None, seed: int = 0):
-    """Sample one stream per entry of ``classes``; returns ``(TokenBatch, images)``.
+           max_tokens: int | None = None, seed: int = 0, prefix: TokenBatch | None = None,
+           frames: int = 0, progress: bool = False):
+    """Sample one stream per entry of ``classes``; returns ``(TokenBatch, images)``, or
+    ``(TokenBatch, images, frames)`` when ``frames`` > 0 (``frames`` snapshots of every image
+    taken as the tokens arrive, geometrically spaced in the number of new tokens, (F, B, H, W[,
+    3]): the first is the prefix's image, the last the final image).
 
-    ``exponents`` default to draws from ``run_dir/exponents.json``. ``cfg`` > 1 mixes in the
-    null-class prediction (classifier-free guidance).
+    ``exponents`` default to draws from ``run_dir/exponents.json`` (or the prefix's). ``cfg`` > 1
+    mixes in the null-class prediction (classifier-free guidance). ``prefix`` continues the given
+    streams (one per class entry) instead of starting from nothing. ``max_tokens`` caps the
+    stream length (a coarser image: any prefix decodes).
     """
+    from tqdm import tqdm
+
     model.eval()
     config = model.config
     tok = WaveletTokenizer.from_meta(config.tokenizer)
-    classes = np.asarray(classes, np.int64)
+    classes = np.asarray(classes, np.int64).reshape(-1)
     b = len(classes)
+    if b == 0:
+        raise ValueError("nothing to sample: no classes given")
+    if classes.min() < 0 or classes.max() > config.num_classes:
+        raise ValueError(f"classes must be in 0..{config.num_classes} "
+                         f"({config.num_classes} = the null class)")
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
+    if prefix is not None:
+        if len(prefix) != b:
+            raise ValueError(f"{len(prefix)} prefix streams for {b} samples")
+        if exponents is None:
+            exponents = prefix.exponents
     if exponents is None:
         if run_dir is None:
             raise ValueError("give exponents or the run folder with exponents.json")
         exponents = draw_exponents(json.loads((Path(run_dir) / "exponents.json").read_text()),
                                    classes, rng)
-    exponents = np.asarray(exponents, np.int64)
+    exponents = np.asarray(exponents, np.int64).reshape(-1)
+    if exponents.shape != (b,):
+        raise ValueError(f"need {b} exponents, got {exponents.size}")
     state = tok.start(b, exponents)
+    n0 = np.zeros(b, np.int64)
+    if prefix is not None:
+        # replay the prefixes into the grammar state (raises on an illegal prefix)
+        for t in range(int(prefix.lengths.max(initial=0))):
+            live = prefix.lengths > t
+            state.step(np.where(live, [prefix.stream(i)[t] if live[i] else 0
+                                       for i in range(b)], -1))
+        n0 = prefix.lengths.astype(np.int64)
     guided = cfg != 1.0
     reps = 2 if guided else 1
     cls_ids = [config.class_token(c) for c in classes]
-    if guided:
-        cls_ids += [config.class_token(config.num_classes)] * b
-    ids = torch.tensor(cls_ids)[:, None]                                   # (R*B, 1)
-    own = torch.full((reps * b, 1, 7), -1, dtype=torch.long)
+    null_ids = [config.class_token(config.num_classes)] * b
+    # the longest stream: two tokens per coefficient per bit-plane, or the budget
+    bound = int(2 * tok.layout.size * max(1, max(tok.max_planes(int(x)) for x in exponents)))
+    limit = min(bound, int(max_tokens)) if max_tokens else bound
+    if config.use_abs_pos:                      # the position table ends there
+        limit = min(limit, config.n_positions - 1)
+    out_tokens = np.full((b, limit), -1, np.int64)
+    for i in range(b):
+        n = min(int(n0[i]), limit)
+        if prefix is not None and n:
+            out_tokens[i, :n] = prefix.stream(i)[:n]
+    nxt0 = state.next_slots().astype(np.int64)
+    if prefix is not None:
+        ids, own, nxt, valid = _prefill_inputs(model, tok, prefix, cls_ids, nxt0)
+        if guided:
+            ids2 = _prefill_inputs(model, tok, prefix, null_ids, nxt0)[0]
+            ids = np.concatenate([ids, ids2])
+            own, nxt, valid = (np.concatenate([a, a]) for a in (own, nxt, valid))
+    else:
+        ids = np.array(cls_ids + (null_ids if guided else []))[:, None]
+        own = np.full((reps * b, 1, 7), -1, np.int64)
+        nxt = np.tile(nxt0[:, None], (reps, 1, 1))
+        valid = np.ones((reps * b, 1), np.bool_)
+    width = ids.shape[1]
     e = torch.from_numpy(np.tile(exponents, reps))
-    past = None
-    streams = [[] for _ in range(b)]
-    # no stream is longer than two tokens per coefficient per bit-plane
-    limit = max_tokens or int(2 * tok.layout.size * max(1, max(tok.max_planes(x) for x in exponents)))
-    for _ in range(limit):
-        if state.done.all():
+    dec = StaticKVDecoder(model, reps * b, width + int(max(limit - n0.min(), 0)))
+    embeds = model.embed(torch.from_numpy(ids), torch.from_numpy(own), torch.from_numpy(nxt), e)
+    logits = dec.forward(embeds, torch.from_numpy(valid))[:, -1].float()       # (R*B, 7)
+    lengths = n0.copy()
+    bar = tqdm(total=int(limit - n0.min()), disable=not progress, desc="sample", unit="tok")
+    while True:
+        done = state.done | (lengths >= limit)
+        if done.all():
             break
-        nxt = torch.from_numpy(state.next_slots().astype(np.int64))[:, None]   # (B, 1, 7)
-        mask = torch.from_numpy(state.legal_mask())                             # (B, 7)
-        out = model(input_ids=ids, slots=own, next_slots=nxt.repeat(reps, 1, 1), exponents=e,
-                    past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits = out.logits[:, -1].float()                                     # (R*B, 7)
         if guided:
             logits = logits[b:] + cfg * (logits[:b] - logits[b:])
         logits = logits / max(temperature, 1e-6)
-        logits = logits.masked_fill(~mask, float("-inf"))
-        logits = _filter(logits, top_k, top_p)
-        done = state.done
-        probs = torch.where(torch.from_numpy(done)[:, None], torch.ones_like(logits),
-                            logits.softmax(-1).nan_to_num(0.0))
+        mask = torch.from_numpy(state.legal_mask())                                 # (B, 7)
+        logits = _filter(logits.masked_fill(~mask, float("-inf")), top_k, top_p)
+        probs = logits.softmax(-1).nan_to_num(0.0)
+        probs[torch.from_numpy(done)] = 1.0          # finished rows: any draw, then ignored
         tok_t = torch.multinomial(probs, 1, generator=gen)[:, 0].numpy().astype(np.int64)
         tok_t[done] = -1
-        slots_now = state.next_slots().astype(np.int64)
+        own_t = state.next_slots().astype(np.int64)                                 # (B, 7)
         state.step(tok_t)
-        for i in np.flatnonzero(tok_t >= 0):
-            streams[i].append(int(tok_t[i]))
-        ids = torch.from_numpy(np.where(tok_t >= 0, tok_t, PAD_ID))[:, None].repeat(reps, 1)
-        own = torch.from_numpy(slots_now)[:, None].repeat(reps, 1, 1)
-    lens = np.array([len(s) for s in streams])
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    flat = np.array([t for s in streams for t in s], np.uint8)
-    batch = TokenBatch(flat, offsets, exponents.astype(np.int32), meta=tok.meta)
-    return batch, tok.decode(batch)
+        live = np.flatnonzero(tok_t >= 0)
+        out_tokens[live, lengths[live]] = tok_t[live]
+        lengths[live] += 1
+        bar.update(1)
+        if (state.done | (lengths >= limit)).all():
+            break
+        ids_t = torch.from_numpy(np.where(tok_t >= 0, tok_t, PAD_ID))[:, None]       # (B, 1)
+        nxt_t = torch.from_numpy(state.next_slots().astype(np.int64))[:, None]      # (B, 1, 7)
+        embeds = model.embed(ids_t.repeat(reps, 1),
+                             torch.from_numpy(own_t)[:, None].repeat(reps, 1, 1),
+                             nxt_t.repeat(reps, 1, 1), e)
+        logits = dec.forward(embeds)[:, -1].float()
+    bar.close()
+    batch = _batch(tok, out_tokens, lengths, exponents)
+    images = tok.decode(batch)
+    if frames:
+        # a prefix decodes to exactly what the image was when its last token arrived
+        new = np.maximum(lengths - n0, 1)
+        snaps = [tok.decode(batch.select(np.minimum(n0 + np.rint(new ** f).astype(np.int64),
+                                                    lengths)))
+                 for f in np.linspace(0.0, 1.0, frames)[1:-1]] if frames > 1 else []
+        first = tok.decode(batch.select(n0)) if frames > 1 else None
+        stack = ([first] if first is not None else []) + snaps + [images]
+        return batch, images, np.stack(stack)
+    return batch, images
+
+
+def _batch(tok, out_tokens, lengths, exponents) -> TokenBatch:
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.concatenate([out_tokens[i, :lengths[i]] for i in range(len(lengths))])
+    return TokenBatch(flat.astype(np.uint8), offsets, exponents.astype(np.int32), meta=tok.meta)

@@ -59,6 +59,8 @@ class TrainConfig:
     masked_loss: bool = True          # renormalise over the legal tokens (as the sampler does)
     bucket: int = 8                   # batches drawn from groups of similar stream lengths
     eval_images: int = 256            # test-split images for bits/image at the end (0: none)
+    sample_every: int = 0             # a class grid (PNG, and TensorBoard) every N steps
+    tensorboard: bool = False         # scalars and sample grids under <out>/tb
 
 
 def _atomic_dir_write(target: Path, write) -> None:
@@ -132,12 +134,56 @@ def evaluate_bits(model, data, tok, n: int, batch_size: int = 16, masked: bool =
     return total / max(count, 1)
 
 
+def _distributed():
+    """(world size, rank), joining the process group when started by ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 1, 0
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return world, dist.get_rank()
+
+
+def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+        x = x.clone()
+        dist.all_reduce(x)
+    return x
+
+
+def _sample_grid(model, run_dir: Path, step: int, writer, seed: int) -> None:
+    from wavecode.imageio import write_image
+    from wavecode.viz import grid
+
+    from .sample import sample
+
+    classes = np.repeat(np.arange(model.config.num_classes), 4)
+    _, images = sample(model, classes, run_dir=run_dir, top_k=3, seed=seed)
+    picture = grid(images, ncols=4, scale=2)
+    write_image(run_dir / "samples" / f"step{step:06d}.png", picture)
+    if writer is not None:
+        writer.add_image("samples", picture, step, dataformats="HW")
+    model.train()
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           until: int | None = None) -> dict:
     """Train (or resume) a run; returns the last logged metrics. ``until`` stops (with a
-    checkpoint) at that step, as an interruption would."""
+    checkpoint) at that step, as an interruption would.
+
+    Under ``torchrun`` each process takes its share of every batch (DDP); the loss is the
+    summed token NLL over the whole batch divided by its token count, so that the gradient
+    equals a single process's on the same batch. Rank 0 writes the checkpoints and logs.
+    """
     from tqdm import tqdm
 
+    world, rank = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    main_proc = rank == 0
+    progress = progress and main_proc
     out = Path(cfg.out)
     name, fe = LANGUAGE.get(cfg.dataset, (None, None))
     if name is None:
@@ -166,21 +212,40 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     step = 0
     order = _bucketed(rng.permutation(len(data)), data.batch.lengths, cfg.batch_size, cfg.bucket)
     cursor = 0
+    elapsed = 0.0                      # training seconds (data, forward, backward, update)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, order, cursor = state["step"], state["order"], state["cursor"]
+        elapsed = state.get("elapsed", 0.0)
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
     else:
         torch.manual_seed(cfg.seed + 1)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "exponents.json").write_text(json.dumps(data.exponent_table(10)))
+    if main_proc:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "exponents.json").write_text(json.dumps(data.exponent_table(10)))
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model)
+    writer = None
+    if cfg.tensorboard and main_proc:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError("--tensorboard needs the tensorboard package "
+                             "(pip install tensorboard)") from None
+        writer = SummaryWriter(str(out / "tb"))
 
     def checkpoint():
+        if not main_proc:
+            return
         _atomic_dir_write(out / "model", lambda d: model.save_pretrained(d))
         blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                "order": order, "cursor": cursor, "numpy_rng": rng.bit_generator.state,
+                "order": order, "cursor": cursor, "elapsed": elapsed,
+                "numpy_rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}
         tmp = out / ".trainer.pt.tmp"
         torch.save(blob, tmp)
@@ -189,7 +254,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     model.train()
     last = {}
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
-    log = open(out / "log.jsonl", "a")
+    log = open(out / "log.jsonl", "a") if main_proc else open(os.devnull, "w")
     try:
         stop = cfg.steps if until is None else min(until, cfg.steps)
         while step < stop:
@@ -197,44 +262,68 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 order = _bucketed(rng.permutation(len(data)), data.batch.lengths,
                                   cfg.batch_size, cfg.bucket)
                 cursor = 0
+            t0 = time.perf_counter()
             idx = order[cursor:cursor + cfg.batch_size]
             cursor += cfg.batch_size
             labels = data.labels[idx].copy()
             labels[rng.random(len(idx)) < cfg.null_class_prob] = 10   # the null class
-            sub = data.batch.subset(idx)
-            inputs = batch_streams(sub, labels, model.config)
+            sub = data.batch.subset(idx[rank::world])
+            inputs = batch_streams(sub, labels[rank::world], model.config)
             if cfg.masked_loss:
                 inputs["legal_mask"] = legal_masks(sub, tok, inputs["input_ids"].shape[1])
             # streams are right-padded and attention is causal, so no real token sees a pad:
             # without a mask, SDPA takes its fused causal kernel
             inputs.pop("attention_mask")
-            t0 = time.perf_counter()
-            loss = model(**inputs).loss
+            targets = inputs.pop("labels")
+            logits = net(**inputs).logits                                     # (B, T, 7)
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                    targets.reshape(-1), ignore_index=-100,
+                                                    reduction="sum")
+            n_local = (targets != -100).sum()
+            n_all = _all_sum(n_local, world)
+            # DDP averages gradients over processes: scale so that the sum is the batch mean
+            loss = nll * world / n_all
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
             step += 1
-            n_tok = int((inputs["labels"] != -100).sum())
-            last = {"step": step, "loss": loss.item(), "bits_per_token": loss.item() / math.log(2),
-                    "bits_per_image": loss.item() / math.log(2) * n_tok / len(idx),
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            n_tok = int(n_all)
+            mean = float(_all_sum(nll.detach(), world)) / n_tok
+            last = {"step": step, "loss": mean, "bits_per_token": mean / math.log(2),
+                    "bits_per_image": mean / math.log(2) * n_tok / len(idx),
                     "lr": sched.get_last_lr()[0],
-                    "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9)}
+                    "tokens_per_s": n_tok / max(dt, 1e-9), "elapsed_s": elapsed}
             log.write(json.dumps(last) + "\n")
             log.flush()
+            if writer is not None:
+                for key in ("loss", "bits_per_image", "lr", "tokens_per_s"):
+                    writer.add_scalar(f"train/{key}", last[key], step)
+            if cfg.sample_every and step % cfg.sample_every == 0 and main_proc:
+                _sample_grid(model, out, step, writer, cfg.seed + step)
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
             if step % cfg.ckpt_every == 0 or step == stop:
                 checkpoint()
-        if cfg.eval_images and step >= cfg.steps:
+        if cfg.eval_images and step >= cfg.steps and main_proc:
             test = tokenize_cached(tok, cfg.dataset, "test", cfg.cache_dir, cfg.data_dir,
                                    cfg.eval_images)
             last = dict(last, test_bits_per_image=evaluate_bits(model, test, tok,
                                                                 cfg.eval_images,
                                                                 masked=cfg.masked_loss))
             log.write(json.dumps(last) + "\n")
+            if writer is not None:
+                writer.add_scalar("test/bits_per_image", last["test_bits_per_image"], step)
     finally:
         log.close()
         bar.close()
+        if writer is not None:
+            writer.close()
+        if world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+            dist.destroy_process_group()
     return last

@@ -1,0 +1,132 @@
+"""Sampling: the static KV cache, rewind, HF generate() with the grammar, evaluation metrics."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from wavecode import WaveletTokenizer  # noqa: E402
+from wavecode.sample_data import load_sample_digits  # noqa: E402
+from wavegpt import WaveGPTConfig, WaveGPTForCausalLM, batch_streams  # noqa: E402
+from wavegpt.evaluate import (class_accuracy, frechet_distance,  # noqa: E402
+                              train_classifier)
+from wavegpt.hf_generate import generate_hf  # noqa: E402
+from wavegpt.kv_cache import StaticKVDecoder  # noqa: E402
+from wavegpt.sample import cut_prefix, sample  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    images, labels = load_sample_digits()
+    tok = WaveletTokenizer.from_preset("mnist", (28, 28), final_exponent=0)
+    return tok, tok.encode(images[:4]), labels[:4]
+
+
+def tiny(tok, **kw):
+    torch.manual_seed(0)
+    return WaveGPTForCausalLM(WaveGPTConfig(tokenizer=tok.meta, n_embd=32, n_layer=2, n_head=2,
+                                            n_positions=600, max_side=32, max_planes=16,
+                                            max_levels=tok.levels, **kw)).eval()
+
+
+@pytest.mark.parametrize("abs_pos", [False, True])
+def test_static_cache_prefill_and_steps_equal_the_full_forward(data, abs_pos):
+    tok, batch, labels = data
+    model = tiny(tok, use_abs_pos=abs_pos)
+    inp = batch_streams(batch, labels, model.config)
+    with torch.no_grad():
+        full = model(input_ids=inp["input_ids"], slots=inp["slots"],
+                     next_slots=inp["next_slots"], exponents=inp["exponents"]).logits
+        emb = model.embed(inp["input_ids"], inp["slots"], inp["next_slots"], inp["exponents"])
+    t = emb.shape[1]
+    dec = StaticKVDecoder(model, len(batch), t)
+    parts = [dec.forward(emb[:, :17])] + [dec.forward(emb[:, i:i + 1]) for i in range(17, t)]
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
+    with pytest.raises(ValueError, match="cache holds"):
+        dec.forward(emb[:, :1])
+
+
+def test_left_padded_prefill_equals_each_row_alone(data):
+    tok, batch, labels = data
+    model = tiny(tok)
+    inp = batch_streams(batch, labels, model.config)
+    emb = model.embed(inp["input_ids"], inp["slots"], inp["next_slots"], inp["exponents"])
+    n = [5, 9, 2, 9]
+    width = max(n)
+    x = torch.zeros(4, width, emb.shape[2])
+    valid = torch.zeros(4, width, dtype=torch.bool)
+    for i, k in enumerate(n):                         # row i: its first k positions, left-padded
+        x[i, width - k:] = emb[i, :k]
+        valid[i, width - k:] = True
+    dec = StaticKVDecoder(model, 4, width + 1)
+    got = dec.forward(x, valid)[:, -1]
+    nxt = dec.forward(emb[:, :1])[:, 0]               # one more step after the padded prefill
+    assert torch.isfinite(nxt).all()
+    for i, k in enumerate(n):
+        alone = StaticKVDecoder(model, 1, k).forward(emb[i:i + 1, :k])[0, -1]
+        assert torch.allclose(got[i], alone, atol=1e-5)
+
+
+def test_sampled_streams_are_legal_with_every_option(data):
+    tok, _, _ = data
+    model = tiny(tok)
+    for kw in (dict(top_k=2), dict(top_p=0.5), dict(temperature=0.5, cfg=2.0)):
+        batch, images = sample(model, [1, 2, 3], exponents=[0, 0, 1], seed=4, **kw)
+        assert np.allclose(tok.decode(batch), images)       # decode re-checks every token
+        st = tok.start(3, batch.exponents)
+        for t in range(int(batch.lengths.max())):
+            st.step(np.array([batch.stream(i)[t] if t < batch.lengths[i] else -1
+                              for i in range(3)]))
+        assert st.done.all()
+    with pytest.raises(ValueError, match="classes must be"):
+        sample(model, [11], exponents=[0])
+
+
+def test_hf_generate_with_the_grammar_draws_the_same_streams(data):
+    tok, _, _ = data
+    model = tiny(tok)
+    a, ims_a = generate_hf(model, [0, 5], [0, 0], top_k=3, seed=7)
+    b, ims_b = sample(model, [0, 5], exponents=[0, 0], top_k=3, seed=7)
+    assert np.array_equal(a.lengths, b.lengths) and np.array_equal(a.tokens, b.tokens)
+
+
+def test_rewind_keeps_the_prefix_and_regenerates_the_tail(data):
+    tok, _, _ = data
+    model = tiny(tok)
+    first, _ = sample(model, [2, 2, 8], exponents=[0, 1, 0], seed=1, top_k=3)
+    for kw in (dict(rewind=30), dict(keep_planes=1), dict(keep_planes=0)):
+        pre = cut_prefix(tok, first, **kw)
+        again, images, frames = sample(model, [2, 2, 8], prefix=pre, seed=2, top_k=3,
+                                       cfg=1.5, frames=4)
+        assert np.array_equal(again.exponents, first.exponents)
+        for i in range(3):
+            assert np.array_equal(again.stream(i)[:pre.lengths[i]], pre.stream(i))
+        assert np.allclose(tok.decode(again), images)
+        assert frames.shape == (4, 3, 28, 28) and np.allclose(frames[-1], images)
+    full = tok.with_slots(first)
+    pre = cut_prefix(tok, first, keep_planes=1)
+    for i in range(3):
+        planes = full.plane_kinds[full.offsets[i]:full.offsets[i + 1]] >> 2
+        assert pre.lengths[i] == (planes == 0).sum()
+    assert cut_prefix(tok, first, rewind=10).lengths.tolist() == (first.lengths - 10).tolist()
+    with pytest.raises(ValueError, match="exactly one"):
+        cut_prefix(tok, first)
+
+
+def test_frechet_distance_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20000, 3))
+    b = rng.normal(size=(20000, 3)) * 2.0 + 1.0
+    # N(0, I) vs N(1, 4I): |mu|^2 = 3, tr = 3 + 12 - 2 * 3 * 2 = 3
+    assert frechet_distance(a, b) == pytest.approx(6.0, rel=0.05)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        frechet_distance(a, b[:, :2])
+
+
+def test_classifier_learns_the_sample_digits():
+    images, labels = load_sample_digits()
+    model = train_classifier(np.tile(images, (20, 1, 1)), np.tile(labels, 20), epochs=3,
+                             batch_size=32, progress=False)
+    acc, per = class_accuracy(model, images, labels)
+    assert acc >= 0.9 and per.shape == (10,)
