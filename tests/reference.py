@@ -238,3 +238,63 @@ def decode_tokens(tokens, e, final_exponent, shape_cpyr, levels):
     except Stop:
         pass
     return approx
+
+
+def j2k_sig_class(orient, h, v, d):
+    """JPEG 2000's significance context (0..8) from the numbers of significant horizontal,
+    vertical and diagonal neighbours (ITU-T T.800 Table D.1); orientation 1 (top-right band)
+    swaps h and v, 3 (diagonal band) ranks d first."""
+    if orient == 1:
+        h, v = v, h
+    if orient == 3:
+        hv = h + v
+        if d >= 3:
+            return 8
+        if d == 2:
+            return 7 if hv >= 1 else 6
+        if d == 1:
+            return 5 if hv >= 2 else (4 if hv == 1 else 3)
+        return 2 if hv >= 2 else hv
+    if h == 2:
+        return 8
+    if h == 1:
+        return 7 if v >= 1 else (6 if d >= 1 else 5)
+    if v == 2:
+        return 4
+    if v == 1:
+        return 3
+    return 2 if d >= 2 else d
+
+
+def context_of(prefix, e, final_exponent, shape_cpyr, levels, slot):
+    """The coding context before the next token (see wavecode.context), from the decoded prefix
+    and the next slot (plane, row, col, level, orientation, channel, kind)."""
+    plane, row, col, level, orient, ch, kind = (int(x) for x in slot)
+    approx = decode_tokens(prefix, e, final_exponent, shape_cpyr, levels)[ch]
+    sig = approx != 0
+    _, hp, wp = shape_cpyr
+    bands = subband_list(hp, wp, levels)
+    r0, c0, h, w, _, _ = next(b for b in bands if b[4] == level and b[5] == orient)
+
+    def s(r, c):
+        return int(r0 <= r < r0 + h and c0 <= c < c0 + w and sig[r, c])
+
+    hh = s(row, col - 1) + s(row, col + 1)
+    vv = s(row - 1, col) + s(row + 1, col)
+    dd = s(row - 1, col - 1) + s(row - 1, col + 1) + s(row + 1, col - 1) + s(row + 1, col + 1)
+    t = 2.0 ** (e - plane)
+
+    def since(a):
+        return min(int(math.floor(math.log2(abs(a) / t))), 2)
+
+    par = 0
+    if level >= 1:
+        if level == 1:
+            pr, pc = row - r0, col - c0
+        else:
+            pb = next(b for b in bands if b[4] == level - 1 and b[5] == orient)
+            pr, pc = pb[0] + (row - r0) // 2, pb[1] + (col - c0) // 2
+        if sig[pr, pc]:
+            par = 1 if since(approx[pr, pc]) == 0 else 2
+    ref = since(approx[row, col]) if kind == K_REF else 0
+    return (j2k_sig_class(orient, hh, vv, dd) * 3 + par) * 3 + ref

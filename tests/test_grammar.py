@@ -188,3 +188,24 @@ def test_legal_bits_rejects_an_illegal_stream(mnist_sample):
     bad = TokenBatch(toks, b.offsets, b.exponents, meta=b.meta)
     with pytest.raises(ValueError, match="stream 1"):
         tok.legal_bits(bad)
+
+
+@given(small_images())
+def test_contexts_match_the_reference_and_the_stepwise_state(case):
+    import reference as ref
+    img, cfg = case
+    tok = WaveletTokenizer(cfg, img.shape[1:])
+    b = tok.encode(img)
+    ctx = tok.contexts(b)
+    slots = b.slots
+    shape = (tok.image_shape[2],) + tok.padded_shape
+    stream = b.stream(0)
+    step = max(1, len(stream) // 40)               # the reference decodes every prefix anew
+    for k in range(0, len(stream), step):
+        want = ref.context_of(stream[:k], int(b.exponents[0]), cfg.final_exponent, shape,
+                              tok.levels, slots[k])
+        assert ctx[k] == want, k
+    st_ = tok.start(1, b.exponents)
+    for k, t in enumerate(stream):
+        assert st_.next_contexts()[0] == ctx[k]
+        st_.step(np.array([t]))

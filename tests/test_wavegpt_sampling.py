@@ -29,15 +29,19 @@ def tiny(tok, **kw):
                                             max_levels=tok.levels, **kw)).eval()
 
 
-@pytest.mark.parametrize("abs_pos", [False, True])
-def test_static_cache_prefill_and_steps_equal_the_full_forward(data, abs_pos):
+@pytest.mark.parametrize("abs_pos,context", [(False, False), (True, False), (False, True)])
+def test_static_cache_prefill_and_steps_equal_the_full_forward(data, abs_pos, context):
     tok, batch, labels = data
-    model = tiny(tok, use_abs_pos=abs_pos)
+    model = tiny(tok, use_abs_pos=abs_pos, use_context=context)
     inp = batch_streams(batch, labels, model.config)
+    assert ("next_contexts" in inp) == context
+    ctx = inp.get("next_contexts")
     with torch.no_grad():
         full = model(input_ids=inp["input_ids"], slots=inp["slots"],
-                     next_slots=inp["next_slots"], exponents=inp["exponents"]).logits
-        emb = model.embed(inp["input_ids"], inp["slots"], inp["next_slots"], inp["exponents"])
+                     next_slots=inp["next_slots"], exponents=inp["exponents"],
+                     next_contexts=ctx).logits
+        emb = model.embed(inp["input_ids"], inp["slots"], inp["next_slots"], inp["exponents"],
+                          ctx)
     t = emb.shape[1]
     dec = StaticKVDecoder(model, len(batch), t)
     parts = [dec.forward(emb[:, :17])] + [dec.forward(emb[:, i:i + 1]) for i in range(17, t)]
@@ -82,17 +86,19 @@ def test_sampled_streams_are_legal_with_every_option(data):
         sample(model, [11], exponents=[0])
 
 
-def test_hf_generate_with_the_grammar_draws_the_same_streams(data):
+@pytest.mark.parametrize("context", [False, True])
+def test_hf_generate_with_the_grammar_draws_the_same_streams(data, context):
     tok, _, _ = data
-    model = tiny(tok)
+    model = tiny(tok, use_context=context)
     a, ims_a = generate_hf(model, [0, 5], [0, 0], top_k=3, seed=7)
     b, ims_b = sample(model, [0, 5], exponents=[0, 0], top_k=3, seed=7)
     assert np.array_equal(a.lengths, b.lengths) and np.array_equal(a.tokens, b.tokens)
 
 
-def test_rewind_keeps_the_prefix_and_regenerates_the_tail(data):
+@pytest.mark.parametrize("context", [False, True])
+def test_rewind_keeps_the_prefix_and_regenerates_the_tail(data, context):
     tok, _, _ = data
-    model = tiny(tok)
+    model = tiny(tok, use_context=context)
     first, _ = sample(model, [2, 2, 8], exponents=[0, 1, 0], seed=1, top_k=3)
     for kw in (dict(rewind=30), dict(keep_planes=1), dict(keep_planes=0)):
         pre = cut_prefix(tok, first, **kw)
@@ -130,3 +136,27 @@ def test_classifier_learns_the_sample_digits():
                              batch_size=32, progress=False)
     acc, per = class_accuracy(model, images, labels)
     assert acc >= 0.9 and per.shape == (10,)
+
+
+def test_rewind_prefill_gives_the_logits_of_the_uninterrupted_stream(data):
+    """Prefilling a prefix (left-padded, with contexts) must predict the next token exactly as
+    the model does on the whole stream: compare the tail's log-probabilities."""
+    from wavegpt.sample import _prefill_inputs
+    tok, batch, labels = data
+    model = tiny(tok, use_context=True)
+    inp = batch_streams(batch, labels, model.config)
+    with torch.no_grad():
+        full = model(**{k: v for k, v in inp.items() if k not in ("labels", "attention_mask")})
+    keep = np.array([10, 3, 25, 0])
+    pre = batch.select(keep)
+    st = tok.start(4, pre.exponents)
+    for t in range(int(keep.max())):
+        st.step(np.array([pre.stream(i)[t] if t < keep[i] else -1 for i in range(4)]))
+    ids, own, nxt, ctx, valid = _prefill_inputs(
+        model, tok, pre, [model.config.class_token(int(c)) for c in labels],
+        st.next_slots().astype(np.int64), st.next_contexts().astype(np.int64))
+    emb = model.embed(torch.from_numpy(ids), torch.from_numpy(own), torch.from_numpy(nxt),
+                      torch.from_numpy(batch.exponents.astype(np.int64)), torch.from_numpy(ctx))
+    got = StaticKVDecoder(model, 4, ids.shape[1]).forward(emb, torch.from_numpy(valid))[:, -1]
+    for i in range(4):
+        assert torch.allclose(got[i], full.logits[i, keep[i]], atol=1e-5)

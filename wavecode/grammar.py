@@ -95,6 +95,15 @@ class GrammarState:
         _scan._state_slots(self._cur, self._slots, self._lay)
         return self._slots.copy()
 
+    def next_contexts(self) -> np.ndarray:
+        """(B,) uint8 coding context of the next decision (:mod:`wavecode.context`; 0 when
+        done)."""
+        from .context import _state_contexts
+        out = np.empty(self.batch_size, np.uint8)
+        nbr, parent, ori = self.tokenizer.context_tables
+        _state_contexts(self._cur, self._sig, self._approx, nbr, parent, ori, out)
+        return out
+
     def pyramids(self) -> np.ndarray:
         """(B, C, Hp, Wp) current approximations."""
         tk = self.tokenizer

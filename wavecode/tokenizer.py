@@ -491,6 +491,31 @@ class WaveletTokenizer:
             self._raise_illegal(batch, errors)
         return batch, bits, ents, pks
 
+    @property
+    def context_tables(self):
+        """Neighbour / parent / orientation tables of :mod:`wavecode.context` (built once)."""
+        if getattr(self, "_ctx", None) is None:
+            from .context import context_tables_of
+            self._ctx = context_tables_of(self)
+        return self._ctx
+
+    def contexts(self, batch: TokenBatch) -> np.ndarray:
+        """The coding context (:mod:`wavecode.context`) before every token, uint8 aligned with
+        ``batch.tokens``; what :meth:`GrammarState.next_contexts` says at each step."""
+        from .context import _contexts
+        batch = self._check_streams(batch, None)
+        toks = np.ascontiguousarray(batch.tokens).astype(np.int64, copy=False)
+        exps = np.asarray(batch.exponents, np.int64)
+        self._check_exponents(exps)
+        out = np.zeros(len(toks), np.uint8)
+        errors = np.full(len(batch), -1, np.int64)
+        nbr, parent, ori = self.context_tables
+        _contexts(toks, np.asarray(batch.offsets, np.int64), exps, self.config.final_exponent,
+                  self._lay, nbr, parent, ori, out, errors)
+        if np.any(errors >= 0):
+            self._raise_illegal(batch, errors)
+        return out
+
     def legal_bits(self, batch: TokenBatch) -> np.ndarray:
         """The grammar's legal set before every token of every stream, as a uint8 bit set per
         token (bit ``t`` set: token ``t`` was legal there), aligned with ``batch.tokens``.

@@ -1,20 +1,24 @@
 """Token streams (wavecode TokenBatch) -> padded model inputs (see modeling_wavegpt)."""
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+
 import numpy as np
 import torch
 
 from .configuration_wavegpt import PAD_ID
 
-__all__ = ["batch_streams", "legal_masks"]
+__all__ = ["batch_streams", "legal_masks", "tokenizer_of"]
 
 
 def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
     """Padded tensors for the streams of a ``wavecode.TokenBatch``.
 
     Returns ``input_ids`` (B, T), ``slots`` and ``next_slots`` (B, T, 7), ``exponents`` (B,),
-    ``labels`` (B, T) with -100 at padding, ``attention_mask`` (B, T). ``labels`` here are the
-    class labels of the images (``config.num_classes`` for the null class).
+    ``labels`` (B, T) with -100 at padding, ``attention_mask`` (B, T), and with
+    ``config.use_context`` ``next_contexts`` (B, T). ``labels`` here are the class labels of the
+    images (``config.num_classes`` for the null class).
     """
     b = len(batch)
     lens = batch.lengths
@@ -36,10 +40,29 @@ def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
         nxt[i, :n] = sl
         tgt[i, :n] = s
         mask[i, :max(n, 1)] = 1
-    return {"input_ids": torch.from_numpy(ids), "slots": torch.from_numpy(own),
-            "next_slots": torch.from_numpy(nxt),
-            "exponents": torch.from_numpy(batch.exponents.astype(np.int64)),
-            "labels": torch.from_numpy(tgt), "attention_mask": torch.from_numpy(mask)}
+    out = {"input_ids": torch.from_numpy(ids), "slots": torch.from_numpy(own),
+           "next_slots": torch.from_numpy(nxt),
+           "exponents": torch.from_numpy(batch.exponents.astype(np.int64)),
+           "labels": torch.from_numpy(tgt), "attention_mask": torch.from_numpy(mask)}
+    if getattr(config, "use_context", False):
+        ctx_all = tokenizer_of(config).contexts(batch)
+        ctx = np.zeros((b, t), np.int64)
+        for i in range(b):
+            n = min(int(lens[i]), t)
+            ctx[i, :n] = ctx_all[batch.offsets[i]:batch.offsets[i] + n]
+        out["next_contexts"] = torch.from_numpy(ctx)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(meta_json: str):
+    from wavecode import WaveletTokenizer
+    return WaveletTokenizer.from_meta(json.loads(meta_json))
+
+
+def tokenizer_of(config):
+    """The (cached) tokenizer a model config was trained with."""
+    return _tokenizer(json.dumps(config.tokenizer, sort_keys=True))
 
 
 def legal_masks(batch, tokenizer, max_len: int) -> torch.Tensor:

@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-images", type=int, help="test images for bits/image at the end")
     p.add_argument("--seed", type=int)
     p.add_argument("--sample-every", type=int, help="write a class grid every N steps")
+    p.add_argument("--no-next-slot", dest="use_next_slot", action="store_false", default=None,
+                   help="embed only each token's own slot (as the paper does)")
+    p.add_argument("--context", dest="use_context", action="store_true", default=None,
+                   help="also embed the coding context of the next decision")
+    p.add_argument("--abs-pos", dest="use_abs_pos", action="store_true", default=None,
+                   help="keep GPT-2's absolute position table")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="log scalars and sample grids to <out>/tb")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")

@@ -24,6 +24,10 @@ class WaveGPTConfig(GPT2Config):
         paper feeds only the token's own slot.
     use_abs_pos : bool
         Keep GPT-2's absolute position table ``wpe``; off, the slot embeddings carry position.
+    use_context : bool
+        Also embed the coding context of the next decision (:mod:`wavecode.context`: the
+        neighbours' and the parent's significance, the refinement index), a function of the
+        prefix like the next slot.
     max_planes, max_side, max_levels : int
         Sizes of the slot embedding tables.
     exponent_min, exponent_max : int
@@ -33,7 +37,8 @@ class WaveGPTConfig(GPT2Config):
     model_type = "wavegpt"
 
     def __init__(self, tokenizer: dict | None = None, num_classes: int = 10,
-                 use_next_slot: bool = True, use_abs_pos: bool = False, max_planes: int = 16,
+                 use_next_slot: bool = True, use_abs_pos: bool = False,
+                 use_context: bool = False, max_planes: int = 16,
                  max_side: int = 32, max_levels: int = 8, exponent_min: int = -8,
                  exponent_max: int = 15, **kwargs):
         kwargs.setdefault("vocab_size", N_TOKENS + 1 + num_classes + 1)
@@ -55,6 +60,7 @@ class WaveGPTConfig(GPT2Config):
         self.num_classes = num_classes
         self.use_next_slot = use_next_slot
         self.use_abs_pos = use_abs_pos
+        self.use_context = use_context
         self.max_planes = max_planes
         self.max_side = max_side
         self.max_levels = max_levels

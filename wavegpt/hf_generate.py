@@ -67,13 +67,16 @@ class GrammarStoppingCriteria(StoppingCriteria):
 
 
 @torch.no_grad()
-def generate_hf(model, classes, exponents, top_k: int | None = None, seed: int = 0):
+def generate_hf(model, classes, exponents, top_k: int | None = None, seed: int = 0,
+                max_tokens: int | None = None):
     """Sample with ``model.generate()``; returns ``(TokenBatch, images)`` like ``sample``."""
     tok = WaveletTokenizer.from_meta(model.config.tokenizer)
     classes = np.asarray(classes, np.int64)
     exponents = np.asarray(exponents, np.int64)
     tracker = GrammarTracker(tok.start(len(classes), exponents))
     bound = int(2 * tok.layout.size * max(tok.max_planes(int(x)) for x in exponents))
+    if max_tokens:
+        bound = min(bound, int(max_tokens))
     ids = torch.tensor([[model.config.class_token(c)] for c in classes])
     torch.manual_seed(seed)
     model.eval()

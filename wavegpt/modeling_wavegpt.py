@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2LMHeadModel
 
+from wavecode.context import N_CONTEXTS
+
 from .configuration_wavegpt import N_TOKENS, WaveGPTConfig
 
 __all__ = ["WaveGPTForCausalLM", "SlotEmbedding"]
@@ -65,12 +67,14 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
         self.slot_emb = SlotEmbedding(config)
         self.next_slot_emb = SlotEmbedding(config) if config.use_next_slot else None
         self.exp_emb = nn.Embedding(config.exponent_max - config.exponent_min + 1, config.n_embd)
+        self.ctx_emb = nn.Embedding(N_CONTEXTS, config.n_embd) if config.use_context else None
         if not config.use_abs_pos:
             self.transformer.wpe = NoPositions(config.n_embd)   # GPT-2 always adds wpe
         self.post_init()
 
-    def embed(self, input_ids, slots, next_slots, exponents):
-        """Input embeddings. input_ids (B, T), slots / next_slots (B, T, 7), exponents (B,)."""
+    def embed(self, input_ids, slots, next_slots, exponents, next_contexts=None):
+        """Input embeddings. input_ids (B, T), slots / next_slots (B, T, 7), exponents (B,),
+        next_contexts (B, T) (only with ``use_context``)."""
         cfg = self.config
         x = self.transformer.wte(input_ids)                                  # (B, T, C)
         x = x + self.slot_emb(slots)
@@ -78,10 +82,15 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
             if next_slots is None:
                 raise ValueError("this model embeds the next slot: pass next_slots")
             x = x + self.next_slot_emb(next_slots)
+        if self.ctx_emb is not None:
+            if next_contexts is None:
+                raise ValueError("this model embeds the coding context: pass next_contexts")
+            x = x + self.ctx_emb(next_contexts.clamp(0, N_CONTEXTS - 1))
         e = (exponents.clamp(cfg.exponent_min, cfg.exponent_max) - cfg.exponent_min).long()
         return x + self.exp_emb(e)[:, None, :]                               # (B, T, C)
 
     def forward(self, input_ids=None, slots=None, next_slots=None, exponents=None, labels=None,
+                next_contexts=None,
                 legal_mask=None, attention_mask=None, past_key_values=None, position_ids=None,
                 use_cache=None, inputs_embeds=None, **kwargs):
         """As GPT-2's, with the wavelet inputs. ``labels`` (B, T) with -100 at padding;
@@ -90,7 +99,7 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
         if inputs_embeds is None:
             if input_ids is None or slots is None or exponents is None:
                 raise ValueError("pass input_ids, slots and exponents (or inputs_embeds)")
-            inputs_embeds = self.embed(input_ids, slots, next_slots, exponents)
+            inputs_embeds = self.embed(input_ids, slots, next_slots, exponents, next_contexts)
         out = super().forward(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                               past_key_values=past_key_values, position_ids=position_ids,
                               use_cache=use_cache, **kwargs)
@@ -121,6 +130,9 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
         inputs.update(slots=own[:, None],
                       next_slots=torch.from_numpy(grammar.state.next_slots().astype("int64"))[:, None],
                       exponents=exponents)
+        if self.config.use_context:
+            inputs["next_contexts"] = torch.from_numpy(
+                grammar.state.next_contexts().astype("int64"))[:, None]
         return inputs
 
 

@@ -64,9 +64,10 @@ def _filter(logits, top_k, top_p):
     return logits
 
 
-def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots):
+def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots, next_ctx):
     """Left-aligned inputs of the prefixes: [class, x_0 .. x_{n-1}] with their own and next
-    slots, padded on the left to a common length; returns ids, own, nxt, valid."""
+    slots (and coding contexts), padded on the left to a common length; returns ids, own, nxt,
+    ctx, valid."""
     b = len(prefix)
     lens = prefix.lengths
     width = int(lens.max(initial=0)) + 1
@@ -74,8 +75,11 @@ def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots):
     own = np.full((b, width, 7), -1, np.int64)
     nxt = np.full((b, width, 7), -1, np.int64)
     valid = np.zeros((b, width), np.bool_)
+    ctx = np.zeros((b, width), np.int64)
     full = tok.with_slots(prefix) if len(prefix.tokens) else None
     slots = full.slots.astype(np.int64) if full is not None else np.zeros((0, 7), np.int64)
+    ctx_all = (tok.contexts(prefix).astype(np.int64) if full is not None and
+               model.config.use_context else np.zeros(len(prefix.tokens), np.int64))
     for i in range(b):
         n = int(lens[i])
         lo = width - n - 1
@@ -86,8 +90,10 @@ def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots):
         own[i, lo + 1:] = sl
         nxt[i, lo:width - 1] = sl
         nxt[i, width - 1] = next_slots[i]
+        ctx[i, lo:width - 1] = ctx_all[prefix.offsets[i]:prefix.offsets[i] + n]
+        ctx[i, width - 1] = next_ctx[i]
         valid[i, lo:] = True
-    return ids, own, nxt, valid
+    return ids, own, nxt, ctx, valid
 
 
 @torch.no_grad()
@@ -156,21 +162,25 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         if prefix is not None and n:
             out_tokens[i, :n] = prefix.stream(i)[:n]
     nxt0 = state.next_slots().astype(np.int64)
+    use_ctx = config.use_context
+    ctx0 = state.next_contexts().astype(np.int64) if use_ctx else np.zeros(b, np.int64)
     if prefix is not None:
-        ids, own, nxt, valid = _prefill_inputs(model, tok, prefix, cls_ids, nxt0)
+        ids, own, nxt, ctx, valid = _prefill_inputs(model, tok, prefix, cls_ids, nxt0, ctx0)
         if guided:
-            ids2 = _prefill_inputs(model, tok, prefix, null_ids, nxt0)[0]
+            ids2 = _prefill_inputs(model, tok, prefix, null_ids, nxt0, ctx0)[0]
             ids = np.concatenate([ids, ids2])
-            own, nxt, valid = (np.concatenate([a, a]) for a in (own, nxt, valid))
+            own, nxt, ctx, valid = (np.concatenate([a, a]) for a in (own, nxt, ctx, valid))
     else:
         ids = np.array(cls_ids + (null_ids if guided else []))[:, None]
         own = np.full((reps * b, 1, 7), -1, np.int64)
         nxt = np.tile(nxt0[:, None], (reps, 1, 1))
+        ctx = np.tile(ctx0[:, None], (reps, 1))
         valid = np.ones((reps * b, 1), np.bool_)
     width = ids.shape[1]
     e = torch.from_numpy(np.tile(exponents, reps))
     dec = StaticKVDecoder(model, reps * b, width + int(max(limit - n0.min(), 0)))
-    embeds = model.embed(torch.from_numpy(ids), torch.from_numpy(own), torch.from_numpy(nxt), e)
+    embeds = model.embed(torch.from_numpy(ids), torch.from_numpy(own), torch.from_numpy(nxt), e,
+                         torch.from_numpy(ctx) if use_ctx else None)
     logits = dec.forward(embeds, torch.from_numpy(valid))[:, -1].float()       # (R*B, 7)
     lengths = n0.copy()
     bar = tqdm(total=int(limit - n0.min()), disable=not progress, desc="sample", unit="tok")
@@ -197,9 +207,11 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
             break
         ids_t = torch.from_numpy(np.where(tok_t >= 0, tok_t, PAD_ID))[:, None]       # (B, 1)
         nxt_t = torch.from_numpy(state.next_slots().astype(np.int64))[:, None]      # (B, 1, 7)
+        ctx_t = (torch.from_numpy(state.next_contexts().astype(np.int64))[:, None]
+                 .repeat(reps, 1) if use_ctx else None)                               # (B, 1)
         embeds = model.embed(ids_t.repeat(reps, 1),
                              torch.from_numpy(own_t)[:, None].repeat(reps, 1, 1),
-                             nxt_t.repeat(reps, 1, 1), e)
+                             nxt_t.repeat(reps, 1, 1), e, ctx_t)
         logits = dec.forward(embeds)[:, -1].float()
     bar.close()
     batch = _batch(tok, out_tokens, lengths, exponents)

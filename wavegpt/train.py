@@ -56,6 +56,8 @@ class TrainConfig:
     ckpt_every: int = 200
     seed: int = 0
     use_next_slot: bool = True
+    use_context: bool = False         # embed the coding context of the next decision
+    use_abs_pos: bool = False         # GPT-2's absolute position table (off: slots only)
     masked_loss: bool = True          # renormalise over the legal tokens (as the sampler does)
     bucket: int = 8                   # batches drawn from groups of similar stream lengths
     eval_images: int = 256            # test-split images for bits/image at the end (0: none)
@@ -106,7 +108,8 @@ def _build(cfg: TrainConfig, tok: WaveletTokenizer, max_len: int) -> WaveGPTForC
         raise ValueError(f"unknown preset {cfg.preset!r}; choose from {sorted(MODEL_PRESETS)}")
     side = max(tok.padded_shape)
     mcfg = WaveGPTConfig(tokenizer=tok.meta, num_classes=10, use_next_slot=cfg.use_next_slot,
-                         n_positions=max_len, max_side=side, max_levels=tok.levels,
+                         use_context=cfg.use_context, use_abs_pos=cfg.use_abs_pos,
+                         n_positions=max_len + 1, max_side=side, max_levels=tok.levels,
                          max_planes=32, **MODEL_PRESETS[cfg.preset])
     torch.manual_seed(cfg.seed)
     return WaveGPTForCausalLM(mcfg)

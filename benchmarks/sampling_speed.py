@@ -1,0 +1,107 @@
+"""Sampling speed: wavegpt's loop (static KV cache, numba grammar state) against HF ``generate()``
+with a LogitsProcessor doing the same grammar masking (DynamicCache), same model, same run.
+
+Both draw the same streams for the same seed (tested in tests/test_wavegpt_sampling.py), so the
+comparison is work for work. Reports tokens/s and images/s at batch 1 and 64 (medians of
+``--repeats``), writes CompressAI-style JSON and a bar plot.
+
+    python benchmarks/sampling_speed.py --checkpoint runs/mnist-tiny
+    python benchmarks/sampling_speed.py              # an untrained tiny model, 480-token streams
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wavecode import WaveletTokenizer  # noqa: E402
+from wavegpt import WaveGPTConfig, WaveGPTForCausalLM  # noqa: E402
+from wavegpt.hf_generate import generate_hf  # noqa: E402
+from wavegpt.sample import sample  # noqa: E402
+from wavegpt.train import MODEL_PRESETS  # noqa: E402
+
+from _common import save_plot, write_json  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", help="run folder (default: an untrained tiny model)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
+    ap.add_argument("--max-tokens", type=int, default=480,
+                    help="tokens per stream (about the mean MNIST stream at 2^-1)")
+    ap.add_argument("--top-k", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sampling_speed"))
+    args = ap.parse_args(argv)
+
+    if args.checkpoint:
+        model = WaveGPTForCausalLM.from_pretrained(Path(args.checkpoint) / "model")
+        name = Path(args.checkpoint).name
+    else:
+        tok = WaveletTokenizer.from_preset("mnist", (28, 28), final_exponent=-1)
+        torch.manual_seed(0)
+        model = WaveGPTForCausalLM(WaveGPTConfig(tokenizer=tok.meta, max_side=32,
+                                                 max_levels=tok.levels, max_planes=32,
+                                                 **MODEL_PRESETS["tiny"]))
+        name = "untrained tiny"
+    model.eval()
+    print(f"model: {name}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+          f"torch threads {torch.get_num_threads()}")
+    rows = {"batch_size": [], "ours_tokens_per_s": [], "hf_tokens_per_s": [],
+            "ours_images_per_s": [], "hf_images_per_s": [], "speedup": [], "tokens": []}
+    for bs in args.batch_sizes:
+        classes = np.arange(bs) % 10
+        exps = np.full(bs, 1)
+        res = {}
+        for label, fn in (("ours", lambda s: sample(model, classes, exponents=exps,
+                                                    top_k=args.top_k, seed=s,
+                                                    max_tokens=args.max_tokens)),
+                          ("hf", lambda s: generate_hf(model, classes, exps, top_k=args.top_k,
+                                                       seed=s, max_tokens=args.max_tokens))):
+            fn(0)                                           # warm-up (JIT, allocator)
+            times, ntok = [], 0
+            for r in range(args.repeats):
+                t = time.perf_counter()
+                batch, _ = fn(r + 1)
+                times.append(time.perf_counter() - t)
+                ntok = int(batch.lengths.sum())
+            res[label] = (float(np.median(times)), ntok)
+        (t_o, n_o), (t_h, n_h) = res["ours"], res["hf"]
+        rows["batch_size"].append(bs)
+        rows["tokens"].append(n_o)
+        rows["ours_tokens_per_s"].append(n_o / t_o)
+        rows["hf_tokens_per_s"].append(n_h / t_h)
+        rows["ours_images_per_s"].append(bs / t_o)
+        rows["hf_images_per_s"].append(bs / t_h)
+        rows["speedup"].append((n_o / t_o) / (n_h / t_h))
+        print(f"batch {bs:3d}: ours {n_o / t_o:8.0f} tok/s {bs / t_o:7.2f} img/s | "
+              f"HF generate {n_h / t_h:8.0f} tok/s {bs / t_h:7.2f} img/s | "
+              f"{(n_o / t_o) / (n_h / t_h):.2f}x")
+    doc = {"name": "wavegpt-sampling",
+           "description": f"sampling speed, {name}, top-k {args.top_k}, streams capped at "
+                          f"{args.max_tokens} tokens; ours: static KV cache + numba grammar; "
+                          "hf: generate() + grammar LogitsProcessor (DynamicCache); medians of "
+                          f"{args.repeats}", "results": rows}
+    write_json(Path(args.out), doc)
+
+    def draw(fig):
+        ax = fig.add_subplot(111)
+        x = np.arange(len(rows["batch_size"]))
+        ax.bar(x - 0.2, rows["ours_tokens_per_s"], 0.4, label="wavegpt (static cache)")
+        ax.bar(x + 0.2, rows["hf_tokens_per_s"], 0.4, label="HF generate()")
+        ax.set_xticks(x, [f"batch {b}" for b in rows["batch_size"]])
+        ax.set_ylabel("tokens / s")
+        ax.legend()
+    save_plot(Path(args.out), draw)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
