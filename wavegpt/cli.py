@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--eval-images", type=int, help="test images for bits/image at the end")
     p.add_argument("--seed", type=int)
+    p.add_argument("--time-budget", type=float,
+                   help="stop after this many seconds of training (the schedule follows --steps)")
     p.add_argument("--sample-every", type=int, help="write a class grid every N steps")
     p.add_argument("--no-next-slot", dest="use_next_slot", action="store_false", default=None,
                    help="embed only each token's own slot (as the paper does)")

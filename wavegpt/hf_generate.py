@@ -75,6 +75,7 @@ def generate_hf(model, classes, exponents, top_k: int | None = None, seed: int =
     exponents = np.asarray(exponents, np.int64)
     tracker = GrammarTracker(tok.start(len(classes), exponents))
     bound = int(2 * tok.layout.size * max(tok.max_planes(int(x)) for x in exponents))
+    max_tokens = max_tokens or tok.config.max_tokens
     if max_tokens:
         bound = min(bound, int(max_tokens))
     ids = torch.tensor([[model.config.class_token(c)] for c in classes])

@@ -153,6 +153,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     null_ids = [config.class_token(config.num_classes)] * b
     # the longest stream: two tokens per coefficient per bit-plane, or the budget
     bound = int(2 * tok.layout.size * max(1, max(tok.max_planes(int(x)) for x in exponents)))
+    max_tokens = max_tokens or tok.config.max_tokens        # the language's budget, if any
     limit = min(bound, int(max_tokens)) if max_tokens else bound
     if config.use_abs_pos:                      # the position table ends there
         limit = min(limit, config.n_positions - 1)

@@ -25,7 +25,7 @@ from .configuration_wavegpt import WaveGPTConfig
 from .data import tokenize_cached
 from .modeling_wavegpt import WaveGPTForCausalLM
 
-__all__ = ["TrainConfig", "MODEL_PRESETS", "train", "evaluate_bits"]
+__all__ = ["TrainConfig", "MODEL_PRESETS", "LANGUAGE", "language_of", "train", "evaluate_bits"]
 
 #: model sizes; ``tiny`` is for a 2-core CPU
 MODEL_PRESETS = {
@@ -33,7 +33,11 @@ MODEL_PRESETS = {
     "small": dict(n_embd=256, n_layer=6, n_head=8),
     "base": dict(n_embd=512, n_layer=8, n_head=8),
 }
-LANGUAGE = {"mnist": ("mnist", -2), "fashion-mnist": ("fashion-mnist", -3)}
+#: the language each data set is learned in on a CPU: (tokenizer preset, final threshold
+#: exponent, token budget). Coarser than the presets' defaults -- a CNN still labels 98.5 % of
+#: MNIST reconstructed from 2^-1 (483 tokens on average) and 82.6 % of Fashion-MNIST from the
+#: first 500 tokens of 2^-2 (89.4 % on the originals); see the README.
+LANGUAGE = {"mnist": ("mnist", -1, None), "fashion-mnist": ("fashion-mnist", -2, 512)}
 
 
 @dataclass
@@ -61,6 +65,7 @@ class TrainConfig:
     masked_loss: bool = True          # renormalise over the legal tokens (as the sampler does)
     bucket: int = 8                   # batches drawn from groups of similar stream lengths
     eval_images: int = 256            # test-split images for bits/image at the end (0: none)
+    time_budget: float | None = None  # stop (with a checkpoint) after this many training seconds
     sample_every: int = 0             # a class grid (PNG, and TensorBoard) every N steps
     tensorboard: bool = False         # scalars and sample grids under <out>/tb
 
@@ -137,6 +142,17 @@ def evaluate_bits(model, data, tok, n: int, batch_size: int = 16, masked: bool =
     return total / max(count, 1)
 
 
+def language_of(cfg: TrainConfig) -> WaveletTokenizer:
+    """The tokenizer of a run: the data set's CPU language, with ``final_exponent`` /
+    ``max_tokens`` overridden where given."""
+    if cfg.dataset not in LANGUAGE:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose from {sorted(LANGUAGE)}")
+    name, fe, budget = LANGUAGE[cfg.dataset]
+    return WaveletTokenizer.from_preset(
+        name, (28, 28), final_exponent=fe if cfg.final_exponent is None else cfg.final_exponent,
+        max_tokens=budget if cfg.max_tokens is None else (cfg.max_tokens or None))
+
+
 def _distributed():
     """(world size, rank), joining the process group when started by ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -188,12 +204,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     main_proc = rank == 0
     progress = progress and main_proc
     out = Path(cfg.out)
-    name, fe = LANGUAGE.get(cfg.dataset, (None, None))
-    if name is None:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose from {sorted(LANGUAGE)}")
-    tok = WaveletTokenizer.from_preset(
-        name, (28, 28), final_exponent=fe if cfg.final_exponent is None else cfg.final_exponent,
-        max_tokens=cfg.max_tokens)
+    tok = language_of(cfg)
     data = tokenize_cached(tok, cfg.dataset, "train", cfg.cache_dir, cfg.data_dir, cfg.limit)
     max_len = int(data.batch.lengths.max())
     if resume:
@@ -309,9 +320,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 _sample_grid(model, out, step, writer, cfg.seed + step)
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
-            if step % cfg.ckpt_every == 0 or step == stop:
+            over = cfg.time_budget is not None and elapsed >= cfg.time_budget
+            if world > 1 and cfg.time_budget is not None:   # every process stops together
+                over = bool(_all_sum(torch.tensor(int(over)), world) > 0)
+            if step % cfg.ckpt_every == 0 or step == stop or over:
                 checkpoint()
-        if cfg.eval_images and step >= cfg.steps and main_proc:
+            if over:
+                break
+        finished = step >= cfg.steps or (cfg.time_budget is not None and elapsed >= cfg.time_budget)
+        if cfg.eval_images and finished and main_proc:
             test = tokenize_cached(tok, cfg.dataset, "test", cfg.cache_dir, cfg.data_dir,
                                    cfg.eval_images)
             last = dict(last, test_bits_per_image=evaluate_bits(model, test, tok,
