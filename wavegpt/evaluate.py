@@ -173,9 +173,12 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
         raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")
     if dataset is None:
         info = run / "train_config.json"
-        if not info.exists():
+        if info.exists():
+            dataset = json.loads(info.read_text())["dataset"]
+        elif (run / "trainer.pt").exists():
+            dataset = torch.load(run / "trainer.pt", weights_only=False)["config"]["dataset"]
+        else:
             raise ValueError(f"{run}: no train_config.json; give --dataset")
-        dataset = json.loads(info.read_text())["dataset"]
     model = WaveGPTForCausalLM.from_pretrained(run / "model")
     tok = WaveletTokenizer.from_meta(model.config.tokenizer)
     clf, clf_acc = load_or_train_classifier(dataset, cache_dir, data_dir, progress)
