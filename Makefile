@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   -- creates .venv, installs, tokenizes a few images and writes the progressive strip
+#   make demo   -- creates .venv, installs, tokenizes a few digits (progressive strip) and samples
+#                  new digits from the bundled wavegpt checkpoint
 #   make test   -- creates .venv, installs, runs the test suite
 PY ?= python3
 VENV ?= .venv
@@ -19,6 +20,8 @@ install: $(BIN)/python
 
 demo: install
 	$(BIN)/wavecode demo -o demo
+	$(BIN)/wavegpt sample --checkpoint checkpoints/mnist-tiny --class-grid --n 4 --temperature 0.7 \
+		--cfg 2 --quiet -o demo/wavegpt_samples.png --strip demo/wavegpt_progressive.png --frames 8
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -28,6 +31,8 @@ bench: install
 	$(BIN)/python benchmarks/tokenizer_speed.py --data-dir $(DATA) --repeats 7
 	$(BIN)/python benchmarks/token_stats.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_rd.py --data-dir $(DATA)
+	$(BIN)/python benchmarks/sampling_speed.py --checkpoint checkpoints/mnist-tiny
+	$(BIN)/python benchmarks/train_speed.py --data-dir $(DATA) --budget 300
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -178,3 +178,50 @@ def test_tensorboard_scalars_and_sample_grids(tmp_path, idx_dir):
     ev.Reload()
     assert len(ev.Scalars("train/loss")) == 2
     assert ev.Tags()["images"] == ["samples"]
+
+
+@pytest.fixture(scope="module")
+def face_dir(tmp_path_factory):
+    """A tiny FFHQ-like image folder: 20 colour PNGs of 40x40 (digits tinted per channel)."""
+    from PIL import Image
+    images, _ = load_sample_digits()
+    d = tmp_path_factory.mktemp("faces") / "ffhq"
+    d.mkdir()
+    for i, im in enumerate(images):
+        rgb = np.stack([im, im[::-1], im[:, ::-1]], -1)
+        Image.fromarray(rgb).resize((40, 40)).save(d / f"{i:05d}.png")
+    return d
+
+
+def test_image_folder_loader_splits_resizes_and_rejects_bad_files(face_dir, tmp_path):
+    from wavegpt.data import load_images
+    tr, ytr = load_images("ffhq", "train", face_dir, 16)
+    te, _ = load_images("ffhq", "test", face_dir.parent, 16)        # <dir>/ffhq found too
+    assert tr.shape == (19, 16, 16, 3) and te.shape == (1, 16, 16, 3) and tr.dtype == np.uint8
+    assert (ytr == 0).all()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_images("ffhq", "train", bad, 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        load_images("ffhq", "test", tmp_path / "empty", 16)
+
+
+def test_ffhq_from_an_image_folder_trains_samples_and_evaluates(face_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "ffhq", "--image-size", "16", "--data-dir",
+                 str(face_dir), "--out", str(out), "--steps", "2", "--batch-size", "4",
+                 "--final-exponent", "-1", "--max-tokens", "150", "--cache-dir",
+                 str(tmp_path / "c"), "--quiet", "--eval-images", "1"]) == 0
+    model = WaveGPTForCausalLM.from_pretrained(out / "model")
+    assert model.config.num_classes == 1
+    batch, images = sample(model, [0, 0], run_dir=out, seed=1)
+    assert images.shape == (2, 16, 16, 3) and batch.lengths.max() <= 150
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--data-dir", str(face_dir),
+                 "--cache-dir", str(tmp_path / "c"), "--n", "2", "--test-images", "1",
+                 "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["dataset"] == "ffhq" and res["samples"] == 2 and "class_accuracy" not in res

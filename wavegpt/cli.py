@@ -123,10 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="wavegpt", description="A GPT over the wavelet language.")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train or resume a run")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist", "ffhq"), default="mnist")
+    p.add_argument("--image-size", type=int, help="ffhq: side in pixels (default 32)")
     p.add_argument("--preset", default="tiny", help="model size: tiny, small, base")
     p.add_argument("--out", default="runs/mnist-tiny")
-    p.add_argument("--data-dir", help="folder with the IDX files (else the HuggingFace hub)")
+    p.add_argument("--data-dir", help="folder with the IDX files, or of images for ffhq "
+                                      "(else the HuggingFace hub)")
     p.add_argument("--cache-dir")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
@@ -177,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="bits/image, class accuracy and Fréchet distance")
     p.add_argument("--checkpoint", required=True, help="run folder")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"),
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist", "ffhq"),
                    help="default: the run's training set")
     p.add_argument("--data-dir", help="folder with the IDX files (else the HuggingFace hub)")
     p.add_argument("--cache-dir", default=".cache/wavegpt")

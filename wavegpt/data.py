@@ -20,26 +20,83 @@ import numpy as np
 from wavecode import TokenBatch, WaveletTokenizer
 from wavecode.datasets import load_idx_split
 
-__all__ = ["HUB_NAMES", "load_images", "StreamDataset", "tokenize_cached"]
+__all__ = ["HUB_NAMES", "load_images", "load_image_folder", "StreamDataset", "tokenize_cached"]
 
-HUB_NAMES = {"mnist": "ylecun/mnist", "fashion-mnist": "zalando-datasets/fashion_mnist"}
+HUB_NAMES = {"mnist": "ylecun/mnist", "fashion-mnist": "zalando-datasets/fashion_mnist",
+             "ffhq": "merkol/ffhq-256"}
+#: image-folder / FFHQ test split: the last 5 % of the sorted files (FFHQ has one split)
+TEST_FRACTION = 0.05
 _ARRAYS = ("tokens", "offsets", "exponents", "entries", "plane_kinds", "labels")
 
 
-def load_images(dataset: str, split: str, data_dir=None):
-    """uint8 images (N, H, W) and int64 labels of a split, from IDX files or the hub."""
+def _resized(im, size: int | None) -> np.ndarray:
+    from PIL import Image
+    im = im.convert("RGB")
+    if size is not None and im.size != (size, size):
+        im = im.resize((size, size), Image.LANCZOS)
+    return np.asarray(im, np.uint8)
+
+
+def _split_of(n: int, split: str) -> slice:
+    n_test = max(1, int(round(n * TEST_FRACTION))) if n > 1 else 0
+    return slice(n - n_test, n) if split == "test" else slice(0, n - n_test)
+
+
+def load_image_folder(folder, split: str, size: int | None = None):
+    """RGB uint8 images (N, S, S, 3) of a folder (``train/`` and ``test/`` subfolders, or one
+    folder whose last 5 % of sorted files are the test split); labels are all 0."""
+    from PIL import Image, UnidentifiedImageError
+
+    from wavecode.imageio import IMAGE_SUFFIXES
+
+    folder = Path(folder)
+    if (folder / split).is_dir():
+        files = sorted(f for f in (folder / split).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = files[_split_of(len(files), split)]
+    if not files:
+        raise ValueError(f"{folder}: no images for the {split} split")
+    out = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                out.append(_resized(im, size))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ValueError(f"{f}: cannot read the image ({exc})") from None
+    shapes = {a.shape for a in out}
+    if len(shapes) > 1:
+        raise ValueError(f"{folder}: images of different sizes {sorted(shapes)}; give a size")
+    return np.stack(out), np.zeros(len(out), np.int64)
+
+
+def load_images(dataset: str, split: str, data_dir=None, image_size: int | None = None):
+    """uint8 images and int64 labels of a split: MNIST / Fashion-MNIST (N, 28, 28) from IDX files
+    or the hub; FFHQ (N, S, S, 3) from an image folder or the hub, resized to ``image_size``."""
     if dataset not in HUB_NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(HUB_NAMES)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, not {split!r}")
     if data_dir is not None:
         folder = Path(data_dir)
         if (folder / dataset).is_dir():
             folder = folder / dataset
+        if dataset == "ffhq":
+            return load_image_folder(folder, split, image_size)
         images, labels = load_idx_split(folder, split)
         return images, labels.astype(np.int64)
     try:
         from datasets import load_dataset
     except ImportError:
         raise ValueError("no --data-dir given and the 'datasets' package is not installed") from None
+    if dataset == "ffhq":
+        ds = load_dataset(HUB_NAMES[dataset], split="train")
+        idx = range(len(ds))[_split_of(len(ds), split)]
+        ds = ds.select(idx).map(
+            lambda b: {"pixels": [_resized(im, image_size) for im in b["image"]]},
+            batched=True, num_proc=os.cpu_count(), remove_columns=ds.column_names)
+        images = np.asarray(ds.with_format("numpy")["pixels"], np.uint8)
+        return images, np.zeros(len(images), np.int64)
     ds = load_dataset(HUB_NAMES[dataset], split=split)
     images = np.stack([np.asarray(im, np.uint8) for im in ds["image"]])
     return images, np.asarray(ds["label"], np.int64)
@@ -65,6 +122,7 @@ class StreamDataset:
 
 
 def _key(tokenizer: WaveletTokenizer, dataset: str, split: str, n: int) -> str:
+    # the tokenizer's image shape also pins the FFHQ resolution
     blob = json.dumps({"tok": tokenizer.meta, "data": dataset, "split": split, "n": n,
                        "version": 1}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
@@ -73,7 +131,8 @@ def _key(tokenizer: WaveletTokenizer, dataset: str, split: str, n: int) -> str:
 def tokenize_cached(tokenizer: WaveletTokenizer, dataset: str, split: str, cache_dir,
                     data_dir=None, limit: int | None = None) -> StreamDataset:
     """Tokenize a split (or its first ``limit`` images) once; later calls memory-map the cache."""
-    images, labels = load_images(dataset, split, data_dir)
+    size = tokenizer.image_shape[0] if dataset == "ffhq" else None
+    images, labels = load_images(dataset, split, data_dir, size)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     folder = Path(cache_dir) / f"{dataset}-{split}-{_key(tokenizer, dataset, split, len(images))}"
