@@ -257,47 +257,6 @@ def _decode_scan(tokens, exponent, final_exponent, sig, bsig, qsig, approx,
     return -1
 
 
-@njit(cache=True, nogil=True, _nrt=False)
-def _legal_bits_scan(tokens, exponent, final_exponent, sig, bsig, qsig, approx,
-                     blk, blk_end, quad, quad_end, starts, out, ent_out, pk_out):
-    """Replay ``tokens``; ``out[c]`` gets the legal set before token ``c`` as 7 bits (bit t:
-    token t legal), ``ent_out`` / ``pk_out`` its compact slot. Returns -1, or the index of the
-    first illegal token."""
-    n = approx.shape[0]
-    _reset(sig, bsig, qsig, approx)
-    nplanes = max(exponent - final_exponent + 1, 0)
-    p, i, fb, fq, root, k = _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts)
-    for c in range(tokens.shape[0]):
-        bits = 0
-        for t in range(7):
-            if _legal(t, i, k, fb, fq, root, blk_end, quad_end):
-                bits |= 1 << t
-        out[_u(c)] = bits
-        ent_out[_u(c)] = i
-        pk_out[_u(c)] = (p << 2) | k
-        tok = tokens[_u(c)]
-        if tok < 0 or tok > NA1 or not (bits >> tok) & 1:
-            return c
-        t = _POW2[exponent - p + _POW2_BIAS]
-        p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
-                                    blk, blk_end, quad, quad_end)
-        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-    return -1
-
-
-@njit(cache=True, nogil=True)
-def _legal_bits(tokens, offsets, exps, final_exponent, lay, out, ents, pks, errors):
-    """:func:`_legal_bits_scan` over a batch of streams."""
-    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-    n = flat.shape[0]
-    _, _, approx, sig, bsig, qsig, _, _ = _scratch(n, nblk, nquad)
-    for b in range(offsets.shape[0] - 1):
-        lo, hi = offsets[b], offsets[b + 1]
-        errors[b] = _legal_bits_scan(tokens[lo:hi], exps[b], final_exponent, sig, bsig, qsig,
-                                     approx, blk, blk_end, quad, quad_end, starts, out[lo:hi],
-                                     ents[lo:hi], pks[lo:hi])
-
-
 # --- pixels <-> pyramid -----------------------------------------------------------------------
 
 @njit(cache=True, nogil=True, _nrt=False)

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ._codec import _SIG_CLASS, context_tables
-from ._scan import (K_DONE, K_REF, _P, _I, _K, _E, _POW2, _POW2_BIAS, _apply, _begin, _kind,
+from ._scan import (K_DONE, K_REF, NA1, _P, _I, _K, _E, _POW2, _POW2_BIAS, _apply, _begin, _kind,
                     _legal, _reset, _u)
 from .layout import subbands
 
@@ -80,20 +80,30 @@ def _context(i, k, t, sig, approx, nbr, parent, ori):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _context_scan(tokens, exponent, final_exponent, sig, bsig, qsig, approx,
-                  blk, blk_end, quad, quad_end, starts, nbr, parent, ori, out):
-    """Replay ``tokens``; ``out[c]`` gets the context before token ``c``. Returns -1 or the index
-    of the first illegal token."""
+def _annotate_scan(tokens, exponent, final_exponent, sig, bsig, qsig, approx,
+                   blk, blk_end, quad, quad_end, starts, bits_out, ent_out, pk_out,
+                   with_ctx, nbr, parent, ori, ctx_out):
+    """Replay ``tokens``, writing what was known before each token ``c``: the legal set as 7
+    bits (bit t: token t legal), the compact slot (entry, plane * 4 + kind) and, with
+    ``with_ctx``, the coding context. Returns -1, or the index of the first illegal token."""
     n = approx.shape[0]
     _reset(sig, bsig, qsig, approx)
     nplanes = max(exponent - final_exponent + 1, 0)
     p, i, fb, fq, root, k = _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts)
     for c in range(tokens.shape[0]):
+        bits = 0
+        for t in range(7):
+            if _legal(t, i, k, fb, fq, root, blk_end, quad_end):
+                bits |= 1 << t
+        bits_out[_u(c)] = bits
+        ent_out[_u(c)] = i
+        pk_out[_u(c)] = (p << 2) | k
         tok = tokens[_u(c)]
-        if not _legal(tok, i, k, fb, fq, root, blk_end, quad_end):
+        if tok < 0 or tok > NA1 or not (bits >> tok) & 1:
             return c
         t = _POW2[exponent - p + _POW2_BIAS]
-        out[_u(c)] = _context(i, k, t, sig, approx, nbr, parent, ori)
+        if with_ctx:
+            ctx_out[_u(c)] = _context(i, k, t, sig, approx, nbr, parent, ori)
         p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
                                     blk, blk_end, quad, quad_end)
         k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
@@ -101,7 +111,9 @@ def _context_scan(tokens, exponent, final_exponent, sig, bsig, qsig, approx,
 
 
 @njit(cache=True, nogil=True)
-def _contexts(tokens, offsets, exps, final_exponent, lay, nbr, parent, ori, out, errors):
+def _annotate(tokens, offsets, exps, final_exponent, lay, bits, ents, pks, with_ctx, nbr,
+              parent, ori, ctx, errors):
+    """:func:`_annotate_scan` over a batch of streams (flat outputs aligned with ``tokens``)."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = flat.shape[0]
     approx = np.empty(n, np.float64)
@@ -110,9 +122,10 @@ def _contexts(tokens, offsets, exps, final_exponent, lay, nbr, parent, ori, out,
     qsig = np.empty(max(nquad, 1), np.int32)
     for b in range(offsets.shape[0] - 1):
         lo, hi = offsets[b], offsets[b + 1]
-        errors[b] = _context_scan(tokens[lo:hi], exps[b], final_exponent, sig, bsig, qsig,
-                                  approx, blk, blk_end, quad, quad_end, starts, nbr, parent, ori,
-                                  out[lo:hi])
+        errors[b] = _annotate_scan(tokens[lo:hi], exps[b], final_exponent, sig, bsig, qsig,
+                                   approx, blk, blk_end, quad, quad_end, starts, bits[lo:hi],
+                                   ents[lo:hi], pks[lo:hi], with_ctx, nbr, parent, ori,
+                                   ctx[lo:hi])
 
 
 @njit(cache=True, nogil=True, _nrt=False)

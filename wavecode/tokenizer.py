@@ -476,20 +476,29 @@ class WaveletTokenizer:
             self._raise_illegal(batch, errors)
         return coef.reshape(b, c, hp, wp)
 
-    def _replay(self, batch: TokenBatch):
+    def _replay(self, batch: TokenBatch, contexts: bool = False):
+        """One pass over the streams: legal bits, compact slots and (optionally) contexts of
+        every token (:func:`wavecode.context._annotate`)."""
+        from .context import _annotate
         batch = self._check_streams(batch, None)
         toks = np.ascontiguousarray(batch.tokens).astype(np.int64, copy=False)
         exps = np.asarray(batch.exponents, np.int64)
         self._check_exponents(exps)
-        bits = np.zeros(len(toks), np.uint8)
-        ents = np.zeros(len(toks), np.int32)
-        pks = np.zeros(len(toks), np.uint8)
+        m = len(toks)
+        bits, pks = np.zeros(m, np.uint8), np.zeros(m, np.uint8)
+        ents = np.zeros(m, np.int32)
+        ctx = np.zeros(m if contexts else 1, np.uint8)
+        if contexts:
+            nbr, parent, ori = self.context_tables
+        else:
+            nbr = np.zeros((1, 8), np.int64)
+            parent = ori = np.zeros(1, np.int64)
         errors = np.full(len(batch), -1, np.int64)
-        _scan._legal_bits(toks, np.asarray(batch.offsets, np.int64), exps,
-                          self.config.final_exponent, self._lay, bits, ents, pks, errors)
+        _annotate(toks, np.asarray(batch.offsets, np.int64), exps, self.config.final_exponent,
+                  self._lay, bits, ents, pks, contexts, nbr, parent, ori, ctx, errors)
         if np.any(errors >= 0):
             self._raise_illegal(batch, errors)
-        return batch, bits, ents, pks
+        return batch, bits, ents, pks, ctx
 
     @property
     def context_tables(self):
@@ -502,19 +511,7 @@ class WaveletTokenizer:
     def contexts(self, batch: TokenBatch) -> np.ndarray:
         """The coding context (:mod:`wavecode.context`) before every token, uint8 aligned with
         ``batch.tokens``; what :meth:`GrammarState.next_contexts` says at each step."""
-        from .context import _contexts
-        batch = self._check_streams(batch, None)
-        toks = np.ascontiguousarray(batch.tokens).astype(np.int64, copy=False)
-        exps = np.asarray(batch.exponents, np.int64)
-        self._check_exponents(exps)
-        out = np.zeros(len(toks), np.uint8)
-        errors = np.full(len(batch), -1, np.int64)
-        nbr, parent, ori = self.context_tables
-        _contexts(toks, np.asarray(batch.offsets, np.int64), exps, self.config.final_exponent,
-                  self._lay, nbr, parent, ori, out, errors)
-        if np.any(errors >= 0):
-            self._raise_illegal(batch, errors)
-        return out
+        return self._replay(batch, contexts=True)[4]
 
     def legal_bits(self, batch: TokenBatch) -> np.ndarray:
         """The grammar's legal set before every token of every stream, as a uint8 bit set per
@@ -528,7 +525,7 @@ class WaveletTokenizer:
     def with_slots(self, batch: TokenBatch) -> TokenBatch:
         """The batch with its (compact) slots, recomputed by replaying the streams; for streams
         that come without them (sampled, or saved without slots)."""
-        batch, _, ents, pks = self._replay(batch)
+        batch, _, ents, pks, _ = self._replay(batch)
         return TokenBatch(batch.tokens, batch.offsets, batch.exponents, ents, pks, batch.meta)
 
     def _check_exponents(self, exps):
