@@ -204,6 +204,8 @@ def test_image_folder_loader_splits_resizes_and_rejects_bad_files(face_dir, tmp_
     (bad / "x.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot read"):
         load_images("ffhq", "train", bad, 16)
+    with pytest.raises(ValueError, match="no such image folder"):
+        load_images("ffhq", "train", tmp_path / "missing", 16)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         load_images("ffhq", "test", tmp_path / "empty", 16)

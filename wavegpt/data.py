@@ -50,6 +50,8 @@ def load_image_folder(folder, split: str, size: int | None = None):
     from wavecode.imageio import IMAGE_SUFFIXES
 
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such image folder")
     if (folder / split).is_dir():
         files = sorted(f for f in (folder / split).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     else:
