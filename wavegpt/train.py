@@ -36,7 +36,7 @@ MODEL_PRESETS = {
 #: the language each data set is learned in on a CPU: (tokenizer preset, final threshold
 #: exponent, token budget). Coarser than the presets' defaults -- a CNN still labels 98.5 % of
 #: MNIST reconstructed from 2^-1 (499 tokens on average) and 82.6 % of Fashion-MNIST from the
-#: first 512 tokens of 2^-2 (89.4 % on the originals); see the README.
+#: first 512 tokens of 2^-2 (89.3 % on the originals); see the README.
 #: FFHQ (RGB, YCbCr, ``image_size`` 32 by default): bior4.4, 2^-3, cut at 1024 tokens -- a
 #: starting point, not tuned (FFHQ wants a GPU).
 LANGUAGE = {"mnist": ("mnist", -1, None), "fashion-mnist": ("fashion-mnist", -2, 512),
