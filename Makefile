@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/language_ceiling.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/sampling_speed.py --checkpoint checkpoints/mnist-tiny
 	$(BIN)/python benchmarks/train_speed.py --data-dir $(DATA) --budget 300
+	$(BIN)/python benchmarks/compare_tokenizers.py --data-dir $(DATA) --budget 600
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

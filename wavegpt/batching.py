@@ -7,9 +7,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .configuration_wavegpt import PAD_ID
 
-__all__ = ["batch_streams", "legal_masks", "tokenizer_of"]
+__all__ = ["batch_streams", "batch_codes", "legal_masks", "tokenizer_of"]
 
 
 def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
@@ -25,7 +24,7 @@ def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
     t = int(lens.max()) if max_len is None else int(max_len)
     t = max(t, 1)
     slots_all = batch.slots
-    ids = np.full((b, t), PAD_ID, np.int64)
+    ids = np.full((b, t), config.pad_id, np.int64)
     own = np.full((b, t, 7), -1, np.int64)
     nxt = np.full((b, t, 7), -1, np.int64)
     tgt = np.full((b, t), -100, np.int64)
@@ -52,6 +51,20 @@ def batch_streams(batch, labels, config, max_len: int | None = None) -> dict:
             ctx[i, :n] = ctx_all[batch.offsets[i]:batch.offsets[i] + n]
         out["next_contexts"] = torch.from_numpy(ctx)
     return out
+
+
+def batch_codes(codes, labels, config, slots) -> dict:
+    """Model inputs for fixed-length token sequences (band codes, pixels) ``codes`` (B, L) with
+    their ``slots`` (L, 7): as :func:`batch_streams`, no padding, exponents 0."""
+    codes = torch.as_tensor(np.asarray(codes, np.int64))                   # (B, L)
+    b, n = codes.shape
+    cls = torch.tensor([config.class_token(int(c)) for c in labels])[:, None]
+    sl = torch.as_tensor(slots, dtype=torch.long)                           # (L, 7)
+    own = torch.cat([torch.full((1, 7), -1, dtype=torch.long), sl[:-1]])    # (L, 7)
+    return {"input_ids": torch.cat([cls, codes[:, :-1]], 1),               # (B, L)
+            "slots": own.expand(b, n, 7), "next_slots": sl.expand(b, n, 7),
+            "exponents": torch.zeros(b, dtype=torch.long), "labels": codes,
+            "attention_mask": torch.ones(b, n, dtype=torch.long)}
 
 
 @lru_cache(maxsize=8)

@@ -1,4 +1,5 @@
-"""``wavegpt`` command line: train, sample, evaluate. Errors are one line and exit status 2."""
+"""``wavegpt`` command line: train-tokenizer, train, sample, evaluate. Errors are one line and
+exit status 2."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,28 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_train_tokenizer(args) -> int:
+    from .train_tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    cfg = TokenizerTrainConfig(**{f.name: getattr(args, f.name) for f in
+                                  fields(TokenizerTrainConfig)
+                                  if getattr(args, f.name, None) is not None})
+    m = train_tokenizer(cfg, progress=not args.quiet)
+    print(f"{m['kind']} tokenizer: {m['tokens_per_image']} tokens/image over {m['n_tokens']} "
+          f"codes, test PSNR {m['test_psnr_db']:.2f} dB ({m['train_s']:.0f} s) -> {cfg.out}")
+    return 0
+
+
+def _load_codes(path):
+    """Band-code / pixel token arrays (N, L) saved by ``sample --tokens``."""
+    import numpy as np
+    try:
+        with np.load(path) as f:
+            return np.asarray(f["codes"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read token codes ({exc})") from None
+
+
 def _write_gif(path, frames, duration_ms: int = 120) -> None:
     """Animated GIF of uint8 frames, written atomically."""
     import os
@@ -35,6 +58,21 @@ def _write_gif(path, frames, duration_ms: int = 120) -> None:
     try:
         ims[0].save(tmp, format="GIF", save_all=True, append_images=ims[1:],
                     duration=duration_ms, loop=0)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _save_codes(path, codes) -> None:
+    import os
+
+    import numpy as np
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    try:
+        np.savez(tmp, codes=codes)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -55,9 +93,18 @@ def _cmd_sample(args) -> int:
     if not (run / "model" / "config.json").exists():
         raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")
     model = WaveGPTForCausalLM.from_pretrained(run / "model")
-    tok = WaveletTokenizer.from_meta(model.config.tokenizer)
+    streams = model.config.token_kind == "wavelet"
+    tok = WaveletTokenizer.from_meta(model.config.tokenizer) if streams else None
     prefix = None
-    if args.prefix:
+    if args.prefix and not streams:
+        if args.rewind is None or args.keep_planes is not None:
+            raise ValueError(f"{model.config.token_kind} prefixes take --rewind N (bit-planes "
+                             "are a wavelet-language notion)")
+        saved = _load_codes(args.prefix)
+        if not 0 <= args.rewind <= saved.shape[-1]:
+            raise ValueError(f"--rewind must be in 0..{saved.shape[-1]}")
+        prefix = saved[:, :saved.shape[-1] - args.rewind]
+    elif args.prefix:
         if args.rewind is None and args.keep_planes is None:
             raise ValueError("--prefix needs --rewind N or --keep-planes K")
         try:
@@ -81,7 +128,8 @@ def _cmd_sample(args) -> int:
     if prefix is not None:
         if len(prefix) != len(classes):
             if len(prefix) == 1:
-                prefix = prefix.subset(np.zeros(len(classes), np.int64))
+                prefix = (prefix.subset(np.zeros(len(classes), np.int64)) if streams else
+                          np.repeat(prefix, len(classes), 0))
             else:
                 raise ValueError(f"{len(prefix)} prefix streams for {len(classes)} samples")
     want_frames = args.strip or args.gif
@@ -92,7 +140,10 @@ def _cmd_sample(args) -> int:
     batch, images = out[0], out[1]
     write_image(args.output, grid(images, ncols=ncols, scale=2))
     if args.tokens:
-        batch.save(args.tokens)
+        if streams:
+            batch.save(args.tokens)
+        else:
+            _save_codes(args.tokens, batch)
     if want_frames:
         frames = out[2]                                   # (F, B, H, W)
         if args.strip:
@@ -101,8 +152,8 @@ def _cmd_sample(args) -> int:
             write_image(args.strip, grid(rows, ncols=len(frames), scale=2))
         if args.gif:
             _write_gif(args.gif, [grid(f, ncols=ncols, scale=2) for f in frames])
-    print(f"{len(classes)} samples ({int(batch.lengths.mean())} tokens each on average) -> "
-          f"{args.output}")
+    n_tok = batch.lengths.mean() if streams else batch.shape[1]
+    print(f"{len(classes)} samples ({int(n_tok)} tokens each on average) -> {args.output}")
     return 0
 
 
@@ -122,15 +173,48 @@ def _cmd_evaluate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="wavegpt", description="A GPT over the wavelet language.")
     sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train-tokenizer",
+                       help="train a band-code VQ-VAE or fit a pixel palette (the baselines)")
+    p.add_argument("--kind", choices=("bandvq", "pixel"), default="bandvq")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist", "ffhq"), default="mnist")
+    p.add_argument("--out", required=True, help="tokenizer folder to write")
+    p.add_argument("--data-dir", help="folder with the IDX files, or of images for ffhq "
+                                      "(else the HuggingFace hub)")
+    p.add_argument("--image-size", type=int, help="ffhq: side in pixels (default 32)")
+    p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument("--palette", type=int, help="pixel: colours (256 on grey = raw 8-bit)")
+    p.add_argument("--wavelet", help="bandvq: one-level DWT wavelet (haar, db8, ...)")
+    p.add_argument("--codebook-size", type=int, help="bandvq: codes per band (256)")
+    p.add_argument("--code-dim", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--downsample", type=int, help="bandvq: stride-2 stages per band encoder")
+    p.add_argument("--quantizer", choices=("ema", "st"),
+                   help="bandvq: EMA codebook or straight-through with a codebook loss")
+    p.add_argument("--commitment", type=float)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--time-budget", type=float, help="stop after this many training seconds")
+    p.add_argument("--eval-images", type=int, help="test images for the reconstruction PSNR")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train_tokenizer)
+
     p = sub.add_parser("train", help="train or resume a run")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist", "ffhq"), default="mnist")
     p.add_argument("--image-size", type=int, help="ffhq: side in pixels (default 32)")
     p.add_argument("--preset", default="tiny", help="model size: tiny, small, base")
+    p.add_argument("--tokens", choices=("wavelet", "bandvq", "pixel"),
+                   help="what the GPT learns: the wavelet language (default), band codes, pixels")
+    p.add_argument("--tokenizer", help="bandvq / pixel: a folder from train-tokenizer")
+    p.add_argument("--palette", type=int,
+                   help="pixel without --tokenizer: k-means palette size (default 16)")
     p.add_argument("--out", default="runs/mnist-tiny")
     p.add_argument("--data-dir", help="folder with the IDX files, or of images for ffhq "
                                       "(else the HuggingFace hub)")
     p.add_argument("--cache-dir")
-    p.add_argument("--steps", type=int)
+    p.add_argument("--steps", type=int,
+                   help="optimizer steps (0: until --time-budget, the schedule following time)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--final-exponent", type=int, help="language: last bit-plane 2**E")

@@ -5,7 +5,9 @@ from transformers import GPT2Config
 
 __all__ = ["WaveGPTConfig", "N_TOKENS", "PAD_ID"]
 
-#: the 7 tokens of the wavelet language, then padding, then one id per class (+ the null class)
+#: the 7 tokens of the wavelet language, then padding, then one id per class (+ the null class).
+#: Other tokenizations (band codes, pixels; ``n_tokens`` codes) keep the layout: codes, padding,
+#: classes.
 N_TOKENS = 7
 PAD_ID = 7
 
@@ -16,7 +18,12 @@ class WaveGPTConfig(GPT2Config):
     Parameters
     ----------
     tokenizer : dict
-        ``WaveletTokenizer.meta`` (the language's settings and the image shape).
+        ``WaveletTokenizer.meta`` (the language's settings and the image shape), or for the
+        other tokenizations (:mod:`wavegpt.tokenizers`) their settings with ``kind``
+        (``"bandvq"`` or ``"pixel"``).
+    n_tokens : int
+        Size of the token alphabet: 7 for the wavelet language, the codebook or palette size
+        otherwise. Input id ``n_tokens`` is padding; class ids follow.
     num_classes : int
         Class labels; id ``num_classes`` is the null class (classifier-free guidance).
     use_next_slot : bool
@@ -37,11 +44,12 @@ class WaveGPTConfig(GPT2Config):
     model_type = "wavegpt"
 
     def __init__(self, tokenizer: dict | None = None, num_classes: int = 10,
+                 n_tokens: int = N_TOKENS,
                  use_next_slot: bool = True, use_abs_pos: bool = False,
                  use_context: bool = False, max_planes: int = 16,
                  max_side: int = 32, max_levels: int = 8, exponent_min: int = -8,
                  exponent_max: int = 15, **kwargs):
-        kwargs.setdefault("vocab_size", N_TOKENS + 1 + num_classes + 1)
+        kwargs.setdefault("vocab_size", n_tokens + 1 + num_classes + 1)
         kwargs.setdefault("n_positions", 4096)
         kwargs.setdefault("n_embd", 128)
         kwargs.setdefault("n_layer", 4)
@@ -52,12 +60,13 @@ class WaveGPTConfig(GPT2Config):
             kwargs.setdefault(key, 0.0)
         # one fused kernel instead of GPT-2's five elementwise ops ("gelu_new")
         kwargs.setdefault("activation_function", "gelu_pytorch_tanh")
-        kwargs.setdefault("bos_token_id", N_TOKENS + 1 + num_classes)
-        kwargs.setdefault("eos_token_id", PAD_ID)
-        kwargs.setdefault("pad_token_id", PAD_ID)
+        kwargs.setdefault("bos_token_id", n_tokens + 1 + num_classes)
+        kwargs.setdefault("eos_token_id", n_tokens)
+        kwargs.setdefault("pad_token_id", n_tokens)
         super().__init__(**kwargs)
         self.tokenizer = dict(tokenizer or {})
         self.num_classes = num_classes
+        self.n_tokens = n_tokens
         self.use_next_slot = use_next_slot
         self.use_abs_pos = use_abs_pos
         self.use_context = use_context
@@ -67,6 +76,15 @@ class WaveGPTConfig(GPT2Config):
         self.exponent_min = exponent_min
         self.exponent_max = exponent_max
 
+    @property
+    def token_kind(self) -> str:
+        """``"wavelet"``, ``"bandvq"`` or ``"pixel"``: what the tokens are."""
+        return self.tokenizer.get("kind", "wavelet")
+
+    @property
+    def pad_id(self) -> int:
+        return self.n_tokens
+
     def class_token(self, label: int) -> int:
         """Input id of a class label (``num_classes`` = the null class)."""
-        return N_TOKENS + 1 + int(label)
+        return self.n_tokens + 1 + int(label)

@@ -20,7 +20,8 @@ import numpy as np
 from wavecode import TokenBatch, WaveletTokenizer
 from wavecode.datasets import load_idx_split
 
-__all__ = ["HUB_NAMES", "load_images", "load_image_folder", "StreamDataset", "tokenize_cached"]
+__all__ = ["HUB_NAMES", "load_images", "load_image_folder", "StreamDataset", "tokenize_cached",
+           "CodeDataset", "codes_cached"]
 
 HUB_NAMES = {"mnist": "ylecun/mnist", "fashion-mnist": "zalando-datasets/fashion_mnist",
              "ffhq": "merkol/ffhq-256"}
@@ -159,3 +160,55 @@ def tokenize_cached(tokenizer: WaveletTokenizer, dataset: str, split: str, cache
                        np.asarray(arrays["exponents"]), arrays["entries"],
                        arrays["plane_kinds"], meta)
     return StreamDataset(batch, np.asarray(arrays["labels"]))
+
+
+@dataclass
+class CodeDataset:
+    """Fixed-length token sequences (band codes or pixels) of a split, (N, L), with labels."""
+
+    codes: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.full(len(self.codes), self.codes.shape[1], np.int64)
+
+    def exponent_table(self, num_classes: int) -> dict:
+        """The wavelet language's per-image exponent has no counterpart here: always 0."""
+        return {str(c): {"0": int((self.labels == c).sum()) or 1} for c in range(num_classes)}
+
+
+def codes_cached(tokenizer, dataset: str, split: str, cache_dir, data_dir=None,
+                 limit: int | None = None) -> CodeDataset:
+    """Tokenize a split with a pixel or band-code tokenizer once (cached like the streams)."""
+    size = tokenizer.image_shape[0] if dataset == "ffhq" else None
+    images, labels = load_images(dataset, split, data_dir, size)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    if dataset != "ffhq" and tuple(tokenizer.image_shape[:2]) != images.shape[1:3]:
+        raise ValueError(f"the tokenizer takes {tokenizer.image_shape[0]}x"
+                         f"{tokenizer.image_shape[1]} images; {dataset} has "
+                         f"{images.shape[1]}x{images.shape[2]}")
+    blob = json.dumps({"tok": tokenizer.fingerprint(), "data": dataset, "split": split,
+                       "n": len(images), "version": 1}, sort_keys=True)
+    key = hashlib.sha1(blob.encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / f"{dataset}-{split}-{tokenizer.kind}-{key}"
+    if not (folder / "codes.npy").exists():
+        codes = tokenizer.encode(images)
+        dtype = np.uint8 if tokenizer.n_tokens <= 256 else np.uint16
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        try:
+            np.save(tmp / "labels.npy", labels)
+            np.save(tmp / "codes.npy", codes.astype(dtype))
+            os.replace(tmp, folder)
+        except OSError:
+            if folder.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                raise
+    return CodeDataset(np.load(folder / "codes.npy", mmap_mode="r"),
+                       np.asarray(np.load(folder / "labels.npy")))

@@ -159,14 +159,15 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
 
     from tqdm import tqdm
 
-    from wavecode import WaveletTokenizer
     from wavecode.imageio import write_image
     from wavecode.viz import grid
 
-    from .data import load_images, tokenize_cached
+    from .data import codes_cached, load_images, tokenize_cached
     from .modeling_wavegpt import WaveGPTForCausalLM
     from .sample import sample
+    from .tokenizers import tokenizer_from_meta
     from .train import evaluate_bits
+    from .train_tokenizer import psnr
 
     run = Path(run_dir)
     if not (run / "model" / "config.json").exists():
@@ -180,32 +181,38 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
         else:
             raise ValueError(f"{run}: no train_config.json; give --dataset")
     model = WaveGPTForCausalLM.from_pretrained(run / "model")
-    tok = WaveletTokenizer.from_meta(model.config.tokenizer)
+    tok = tokenizer_from_meta(model.config.tokenizer, run)
+    streams = model.config.token_kind == "wavelet"
     digits = dataset in ("mnist", "fashion-mnist")      # the CNN is for 28x28 grayscale sets
     if digits:
         clf, clf_acc = load_or_train_classifier(dataset, cache_dir, data_dir, progress)
-    test = tokenize_cached(tok, dataset, "test", cache_dir, data_dir, test_images)
+    test = (tokenize_cached if streams else codes_cached)(tok, dataset, "test", cache_dir,
+                                                          data_dir, test_images)
     bits = evaluate_bits(model, test, tok, test_images)
     classes = np.repeat(np.arange(model.config.num_classes), n_per_class)
     images, lengths = [], []
     t0 = time.perf_counter()
     for s in tqdm(range(0, len(classes), batch_size), disable=not progress, desc="samples"):
         batch, ims = sample(model, classes[s:s + batch_size], run_dir=run, top_k=top_k,
-                            top_p=top_p, temperature=temperature, cfg=cfg, seed=seed + s)
+                            top_p=top_p, temperature=temperature, cfg=cfg, seed=seed + s,
+                            tokenizer=tok)
         images.append(ims)
-        lengths.append(batch.lengths)
+        lengths.append(batch.lengths if streams else np.full(len(ims), batch.shape[1]))
     sample_s = time.perf_counter() - t0
     images = np.concatenate(images)
-    result = {"dataset": dataset, "samples": int(len(classes)), "top_k": top_k, "top_p": top_p,
+    real, _ = load_images(dataset, "test", data_dir,
+                          tok.image_shape[0] if dataset == "ffhq" else None)
+    real = real[:len(test)]
+    recon = tok.decode(test.batch if streams else test.codes)
+    result = {"dataset": dataset, "tokens": model.config.token_kind,
+              "samples": int(len(classes)), "top_k": top_k, "top_p": top_p,
               "temperature": temperature, "cfg": cfg,
               "test_bits_per_image": bits, "test_images": int(len(test)),
               "tokens_per_sample": float(np.concatenate(lengths).mean()),
-              "sampling_images_per_s": len(classes) / sample_s}
+              "sampling_images_per_s": len(classes) / sample_s,
+              "tokenizer_psnr_db": psnr(real, recon)}
     if digits:
         acc, per = class_accuracy(clf, images, classes)
-        real, _ = load_images(dataset, "test", data_dir)
-        real = real[:max(test_images, 2)]
-        recon = tok.decode(test.batch)
         result.update(class_accuracy=acc, class_accuracy_per_class=[float(x) for x in per],
                       classifier_test_accuracy=clf_acc,
                       frechet_distance=frechet_distance(features(clf, real), features(clf, images)),

@@ -15,8 +15,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .configuration_wavegpt import N_TOKENS
-
 __all__ = ["StaticKVDecoder"]
 
 
@@ -53,7 +51,7 @@ class StaticKVDecoder:
 
     @torch.no_grad()
     def forward(self, embeds: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, S, 7) of ``S`` new positions given their input embeddings (B, S, C).
+        """Logits (B, S, K) of ``S`` new positions given their input embeddings (B, S, C).
 
         ``valid`` (B, S) bool marks real positions (False: left padding, never attended to).
         """
@@ -90,4 +88,4 @@ class StaticKVDecoder:
             x = x + block.mlp(block.ln_2(x))
         self.t = t1
         x = self.model.transformer.ln_f(x)
-        return self.model.lm_head(x)[..., :N_TOKENS]               # (B, S, 7)
+        return self.model.lm_head(x)[..., :self.model.config.n_tokens]   # (B, S, K)

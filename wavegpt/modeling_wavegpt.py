@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2LMHeadModel
 
 from wavecode.context import N_CONTEXTS
 
-from .configuration_wavegpt import N_TOKENS, WaveGPTConfig
+from .configuration_wavegpt import WaveGPTConfig
 
 __all__ = ["WaveGPTForCausalLM", "SlotEmbedding"]
 
@@ -94,7 +94,7 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
                 legal_mask=None, attention_mask=None, past_key_values=None, position_ids=None,
                 use_cache=None, inputs_embeds=None, **kwargs):
         """As GPT-2's, with the wavelet inputs. ``labels`` (B, T) with -100 at padding;
-        ``legal_mask`` (B, T, 7) bool restricts the softmax to the legal next tokens (the
+        ``legal_mask`` (B, T, K) bool restricts the softmax to the legal next tokens (the
         grammar), in the loss and in the returned logits."""
         if inputs_embeds is None:
             if input_ids is None or slots is None or exponents is None:
@@ -103,13 +103,14 @@ class WaveGPTForCausalLM(GPT2LMHeadModel):
         out = super().forward(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                               past_key_values=past_key_values, position_ids=position_ids,
                               use_cache=use_cache, **kwargs)
-        logits = out.logits[..., :N_TOKENS]                                  # (B, T, 7)
+        n_tok = self.config.n_tokens
+        logits = out.logits[..., :n_tok]                                     # (B, T, K)
         if legal_mask is not None:
             logits = logits.masked_fill(~legal_mask, float("-inf"))
         out.logits = logits
         out.loss = None
         if labels is not None:
-            out.loss = nn.functional.cross_entropy(logits.reshape(-1, N_TOKENS).float(),
+            out.loss = nn.functional.cross_entropy(logits.reshape(-1, n_tok).float(),
                                                    labels.reshape(-1), ignore_index=-100)
         return out
 

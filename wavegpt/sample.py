@@ -1,6 +1,9 @@
 """Sampling: batched incremental decoding over a static KV cache, the grammar mask at every step,
 top-k / top-p / temperature and classifier-free guidance; no illegal stream, ever.
 
+Band codes and pixels (:mod:`wavegpt.tokenizers`) have no grammar and a fixed length: the same
+loop without the mask; their prefixes are code arrays (B, n), continued in raster order.
+
 Rewind: given prefix streams (e.g. earlier samples cut back by ``rewind`` tokens or to their first
 ``keep_planes`` bit-planes), the model is prefilled with them and only the tail is regenerated,
 so the coarse image stays and the details change.
@@ -15,8 +18,8 @@ import torch
 
 from wavecode import TokenBatch, WaveletTokenizer
 
-from .configuration_wavegpt import PAD_ID
 from .kv_cache import StaticKVDecoder
+from .tokenizers import tokenizer_from_meta
 
 __all__ = ["draw_exponents", "sample", "cut_prefix"]
 
@@ -71,7 +74,7 @@ def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots, next_
     b = len(prefix)
     lens = prefix.lengths
     width = int(lens.max(initial=0)) + 1
-    ids = np.full((b, width), PAD_ID, np.int64)
+    ids = np.full((b, width), model.config.pad_id, np.int64)
     own = np.full((b, width, 7), -1, np.int64)
     nxt = np.full((b, width, 7), -1, np.int64)
     valid = np.zeros((b, width), np.bool_)
@@ -100,7 +103,7 @@ def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots, next_
 def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = None,
            top_p: float | None = None, temperature: float = 1.0, cfg: float = 1.0,
            max_tokens: int | None = None, seed: int = 0, prefix: TokenBatch | None = None,
-           frames: int = 0, progress: bool = False):
+           frames: int = 0, progress: bool = False, tokenizer=None):
     """Sample one stream per entry of ``classes``; returns ``(TokenBatch, images)``, or
     ``(TokenBatch, images, frames)`` when ``frames`` > 0 (``frames`` snapshots of every image
     taken as the tokens arrive, geometrically spaced in the number of new tokens, (F, B, H, W[,
@@ -110,12 +113,15 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     mixes in the null-class prediction (classifier-free guidance). ``prefix`` continues the given
     streams (one per class entry) instead of starting from nothing. ``max_tokens`` caps the
     stream length (a coarser image: any prefix decodes).
+
+    For band-code and pixel models (``model.config.token_kind``) the tokens come back as an
+    array (B, L), ``prefix`` is such an array (B, n), ``tokenizer`` defaults to the run folder's
+    and neither ``max_tokens`` nor ``frames`` apply: a prefix of their tokens is not an image.
     """
     from tqdm import tqdm
 
     model.eval()
     config = model.config
-    tok = WaveletTokenizer.from_meta(config.tokenizer)
     classes = np.asarray(classes, np.int64).reshape(-1)
     b = len(classes)
     if b == 0:
@@ -123,6 +129,16 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     if classes.min() < 0 or classes.max() > config.num_classes:
         raise ValueError(f"classes must be in 0..{config.num_classes} "
                          f"({config.num_classes} = the null class)")
+    if config.token_kind != "wavelet":
+        if frames or max_tokens:
+            raise ValueError(f"progressive frames and token budgets are wavelet-language "
+                             f"features: a prefix of {config.token_kind} tokens is not an image")
+        if tokenizer is None:
+            tokenizer = tokenizer_from_meta(config.tokenizer, run_dir)
+        return _sample_grid(model, classes, tokenizer, top_k=top_k, top_p=top_p,
+                            temperature=temperature, cfg=cfg, seed=seed, prefix=prefix,
+                            progress=progress)
+    tok = tokenizer or WaveletTokenizer.from_meta(config.tokenizer)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     if prefix is not None:
@@ -206,7 +222,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         bar.update(1)
         if (state.done | (lengths >= limit)).all():
             break
-        ids_t = torch.from_numpy(np.where(tok_t >= 0, tok_t, PAD_ID))[:, None]       # (B, 1)
+        ids_t = torch.from_numpy(np.where(tok_t >= 0, tok_t, config.pad_id))[:, None]  # (B, 1)
         nxt_t = torch.from_numpy(state.next_slots().astype(np.int64))[:, None]      # (B, 1, 7)
         ctx_t = (torch.from_numpy(state.next_contexts().astype(np.int64))[:, None]
                  .repeat(reps, 1) if use_ctx else None)                               # (B, 1)
@@ -227,6 +243,63 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         stack = ([first] if first is not None else []) + snaps + [images]
         return batch, images, np.stack(stack)
     return batch, images
+
+
+def _draw(logits, b, guided, cfg, temperature, top_k, top_p, gen) -> torch.Tensor:
+    if guided:
+        logits = logits[b:] + cfg * (logits[:b] - logits[b:])
+    logits = _filter(logits / max(temperature, 1e-6), top_k, top_p)
+    return torch.multinomial(logits.softmax(-1), 1, generator=gen)[:, 0]        # (B,)
+
+
+@torch.no_grad()
+def _sample_grid(model, classes, tok, *, top_k, top_p, temperature, cfg, seed, prefix,
+                 progress):
+    """Fixed-length sequences (band codes, pixels) in raster order over the static cache."""
+    from tqdm import tqdm
+
+    config = model.config
+    b, n = len(classes), tok.tokens_per_image
+    if tok.n_tokens != config.n_tokens or tok.kind != config.token_kind:
+        raise ValueError(f"a {tok.kind} tokenizer of {tok.n_tokens} codes does not fit this "
+                         f"{config.token_kind} model of {config.n_tokens}")
+    n0 = 0
+    if prefix is not None:
+        prefix = np.asarray(prefix, np.int64)
+        if prefix.ndim != 2 or len(prefix) != b or prefix.shape[1] >= n:
+            raise ValueError(f"prefix codes must have shape ({b}, n) with n < {n}, not "
+                             f"{prefix.shape}")
+        if prefix.size and (prefix.min() < 0 or prefix.max() >= tok.n_tokens):
+            raise ValueError(f"prefix codes must be in 0..{tok.n_tokens - 1}")
+        n0 = prefix.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    guided = cfg != 1.0
+    reps = 2 if guided else 1
+    ids = [config.class_token(c) for c in classes]
+    if guided:
+        ids += [config.class_token(config.num_classes)] * b
+    ids = torch.tensor(ids)[:, None]                                              # (R*B, 1)
+    slots = torch.as_tensor(tok.slots, dtype=torch.long)                          # (L, 7)
+    out = torch.zeros(b, n, dtype=torch.long)
+    if n0:
+        out[:, :n0] = torch.from_numpy(prefix)
+        ids = torch.cat([ids, out[:, :n0].repeat(reps, 1)], 1)                    # (R*B, 1+n0)
+    own = torch.cat([torch.full((1, 7), -1, dtype=torch.long), slots[:n0]])       # (1+n0, 7)
+    e = torch.zeros(reps * b, dtype=torch.long)
+    dec = StaticKVDecoder(model, reps * b, n)
+    embeds = model.embed(ids, own.expand(reps * b, -1, -1),
+                         slots[:n0 + 1].expand(reps * b, -1, -1), e)
+    logits = dec.forward(embeds)[:, -1].float()                                   # (R*B, K)
+    for t in tqdm(range(n0, n), disable=not progress, desc="sample", unit="tok"):
+        out[:, t] = _draw(logits, b, guided, cfg, temperature, top_k, top_p, gen)
+        if t == n - 1:
+            break
+        embeds = model.embed(out[:, t:t + 1].repeat(reps, 1),
+                             slots[t].expand(reps * b, 1, 7), slots[t + 1].expand(reps * b, 1, 7),
+                             e)
+        logits = dec.forward(embeds)[:, -1].float()
+    codes = out.numpy()
+    return codes, tok.decode(codes)
 
 
 def _batch(tok, out_tokens, lengths, exponents) -> TokenBatch:

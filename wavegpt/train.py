@@ -20,12 +20,14 @@ import torch
 
 from wavecode import WaveletTokenizer
 
-from .batching import batch_streams, legal_masks
+from .batching import batch_codes, batch_streams, legal_masks
 from .configuration_wavegpt import WaveGPTConfig
-from .data import tokenize_cached
+from .data import codes_cached, load_images, tokenize_cached
 from .modeling_wavegpt import WaveGPTForCausalLM
+from .tokenizers import KINDS, PixelTokenizer, load_tokenizer
 
-__all__ = ["TrainConfig", "MODEL_PRESETS", "LANGUAGE", "language_of", "train", "evaluate_bits"]
+__all__ = ["TrainConfig", "MODEL_PRESETS", "LANGUAGE", "language_of", "tokenization_of", "train",
+           "evaluate_bits"]
 
 #: model sizes; ``tiny`` is for a 2-core CPU
 MODEL_PRESETS = {
@@ -74,6 +76,9 @@ class TrainConfig:
     time_budget: float | None = None  # stop (with a checkpoint) after this many training seconds
     sample_every: int = 0             # a class grid (PNG, and TensorBoard) every N steps
     tensorboard: bool = False         # scalars and sample grids under <out>/tb
+    tokens: str = "wavelet"           # wavelet | bandvq | pixel (see wavegpt.tokenizers)
+    tokenizer: str | None = None      # bandvq / pixel: a folder from `wavegpt train-tokenizer`
+    palette: int = 16                 # pixel, without a tokenizer folder: k-means palette size
 
 
 def _atomic_dir_write(target: Path, write) -> None:
@@ -107,38 +112,57 @@ def _bucketed(perm: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: in
     return np.concatenate(out) if out else perm
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def _lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
+    """Warm-up, then cosine to 10 %: over the steps, or (``steps`` 0) over the time budget."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    if cfg.steps <= 0:
+        frac = elapsed / cfg.time_budget
+    else:
+        frac = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
-def _build(cfg: TrainConfig, tok: WaveletTokenizer, max_len: int) -> WaveGPTForCausalLM:
+def _build(cfg: TrainConfig, tok, max_len: int) -> WaveGPTForCausalLM:
     if cfg.preset not in MODEL_PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; choose from {sorted(MODEL_PRESETS)}")
-    side = max(tok.padded_shape)
+    if cfg.tokens == "wavelet":
+        sizes = dict(max_side=max(tok.padded_shape), max_levels=tok.levels, max_planes=32)
+    else:       # band / row / column embeddings: the slot tables sized to the code grid
+        sizes = dict(max_side=int(tok.slots[:, 1:3].max()) + 1, max_levels=1, max_planes=1,
+                     n_tokens=tok.n_tokens)
     mcfg = WaveGPTConfig(tokenizer=tok.meta, num_classes=NUM_CLASSES[cfg.dataset],
                          use_next_slot=cfg.use_next_slot,
                          use_context=cfg.use_context, use_abs_pos=cfg.use_abs_pos,
-                         n_positions=max_len + 1, max_side=side, max_levels=tok.levels,
-                         max_planes=32, **MODEL_PRESETS[cfg.preset])
+                         n_positions=max_len + 1, **sizes, **MODEL_PRESETS[cfg.preset])
     torch.manual_seed(cfg.seed)
     return WaveGPTForCausalLM(mcfg)
 
 
+def _inputs(data, idx, labels, config, tok, masked: bool) -> dict:
+    """Model inputs (without attention mask) of the sequences ``idx`` of a data set."""
+    if config.token_kind != "wavelet":
+        inputs = batch_codes(data.codes[idx], labels, config, tok.slots)
+    else:
+        sub = data.batch.subset(idx)
+        inputs = batch_streams(sub, labels, config)
+        if masked:
+            inputs["legal_mask"] = legal_masks(sub, tok, inputs["input_ids"].shape[1])
+    # sequences are right-padded and attention is causal, so no real token sees a pad:
+    # without a mask, SDPA takes its fused causal kernel
+    inputs.pop("attention_mask")
+    return inputs
+
+
 @torch.no_grad()
 def evaluate_bits(model, data, tok, n: int, batch_size: int = 16, masked: bool = True) -> float:
-    """Mean bits per image (summed token NLL, grammar-masked) over the first ``n`` streams."""
+    """Mean bits per image (summed token NLL; wavelet streams grammar-masked) over the first
+    ``n`` sequences."""
     model.eval()
     total, count = 0.0, 0
     for s in range(0, min(n, len(data)), batch_size):
         idx = np.arange(s, min(s + batch_size, n, len(data)))
-        sub = data.batch.subset(idx)
-        inputs = batch_streams(sub, data.labels[idx], model.config)
-        inputs.pop("attention_mask")
-        if masked:
-            inputs["legal_mask"] = legal_masks(sub, tok, inputs["input_ids"].shape[1])
+        inputs = _inputs(data, idx, data.labels[idx], model.config, tok, masked)
         labels = inputs.pop("labels")
         logp = model(**inputs).logits.float().log_softmax(-1)               # (B, T, 7)
         keep = labels != -100
@@ -167,6 +191,38 @@ def language_of(cfg: TrainConfig) -> WaveletTokenizer:
     return WaveletTokenizer.from_preset(
         name, shape, final_exponent=fe if cfg.final_exponent is None else cfg.final_exponent,
         max_tokens=budget if cfg.max_tokens is None else (cfg.max_tokens or None))
+
+
+def tokenization_of(cfg: TrainConfig, run_dir=None):
+    """The tokenizer of a run: the wavelet language (:func:`language_of`), or a band-code / pixel
+    tokenizer -- the run folder's own copy when resuming, else ``cfg.tokenizer``, else (pixels)
+    a palette fitted to the training images."""
+    if cfg.tokens not in KINDS:
+        raise ValueError(f"unknown tokens {cfg.tokens!r}; choose from {KINDS}")
+    if cfg.tokens == "wavelet":
+        if cfg.tokenizer is not None:
+            raise ValueError("--tokenizer is for --tokens bandvq / pixel")
+        return language_of(cfg)
+    if cfg.use_context:
+        raise ValueError("--context is a wavelet-language input (its coding contexts)")
+    if cfg.final_exponent is not None or cfg.max_tokens is not None:
+        raise ValueError("--final-exponent / --max-tokens set the wavelet language")
+    if cfg.dataset not in NUM_CLASSES:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose from {sorted(NUM_CLASSES)}")
+    if run_dir is not None and (Path(run_dir) / "tokenizer").is_dir():
+        tok = load_tokenizer(Path(run_dir) / "tokenizer")
+    elif cfg.tokenizer is not None:
+        tok = load_tokenizer(cfg.tokenizer)
+    elif cfg.tokens == "pixel":
+        images, _ = load_images(cfg.dataset, "train", cfg.data_dir,
+                                (cfg.image_size or 32) if cfg.dataset == "ffhq" else None)
+        tok = PixelTokenizer.fit(images[:cfg.limit], cfg.palette, seed=cfg.seed)
+    else:
+        raise ValueError("--tokens bandvq needs --tokenizer: a folder from "
+                         "'wavegpt train-tokenizer --kind bandvq'")
+    if tok.kind != cfg.tokens:
+        raise ValueError(f"{cfg.tokenizer}: a {tok.kind} tokenizer, not {cfg.tokens}")
+    return tok
 
 
 def _distributed():
@@ -217,12 +273,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     world, rank = _distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    if cfg.steps <= 0 and not cfg.time_budget:
+        raise ValueError("--steps 0 trains until --time-budget: give one")
     main_proc = rank == 0
     progress = progress and main_proc
     out = Path(cfg.out)
-    tok = language_of(cfg)
-    data = tokenize_cached(tok, cfg.dataset, "train", cfg.cache_dir, cfg.data_dir, cfg.limit)
-    max_len = int(data.batch.lengths.max())
+    tok = tokenization_of(cfg, out if resume else None)
+    grid = cfg.tokens != "wavelet"
+    cached = codes_cached if grid else tokenize_cached
+    data = cached(tok, cfg.dataset, "train", cfg.cache_dir, cfg.data_dir, cfg.limit)
+    lengths = data.lengths if grid else data.batch.lengths
+    max_len = int(lengths.max())
     if resume:
         if not (out / "trainer.pt").exists():
             raise ValueError(f"{out}: no checkpoint to resume from")
@@ -237,10 +298,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
                             betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg))
+    clock = {"elapsed": 0.0}        # the time-budget schedule reads the training clock
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg, clock["elapsed"]))
     rng = np.random.default_rng(cfg.seed)
     step = 0
-    order = _bucketed(rng.permutation(len(data)), data.batch.lengths, cfg.batch_size, cfg.bucket)
+    order = _bucketed(rng.permutation(len(data)), lengths, cfg.batch_size, cfg.bucket)
     cursor = 0
     elapsed = 0.0                      # training seconds (data, forward, backward, update)
     if state is not None:
@@ -248,6 +310,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         sched.load_state_dict(state["scheduler"])
         step, order, cursor = state["step"], state["order"], state["cursor"]
         elapsed = state.get("elapsed", 0.0)
+        clock["elapsed"] = elapsed
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
     else:
@@ -257,6 +320,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         (out / "exponents.json").write_text(
             json.dumps(data.exponent_table(model.config.num_classes)))
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        if grid and not (out / "tokenizer").is_dir():
+            tok.save(out / "tokenizer")         # sampling decodes with the run's own copy
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -284,27 +349,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
 
     model.train()
     last = {}
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
+    by_time = cfg.steps <= 0
+    bar = tqdm(total=cfg.time_budget if by_time else cfg.steps, initial=elapsed if by_time else step,
+               disable=not progress, desc="train", unit="s" if by_time else "step",
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}" if by_time else None)
     log = open(out / "log.jsonl", "a") if main_proc else open(os.devnull, "w")
     try:
-        stop = cfg.steps if until is None else min(until, cfg.steps)
+        stop = cfg.steps if not by_time else 2 ** 62
+        stop = stop if until is None else min(until, stop)
         while step < stop:
             if cursor + cfg.batch_size > len(order):
-                order = _bucketed(rng.permutation(len(data)), data.batch.lengths,
-                                  cfg.batch_size, cfg.bucket)
+                order = _bucketed(rng.permutation(len(data)), lengths, cfg.batch_size,
+                                  cfg.bucket)
                 cursor = 0
             t0 = time.perf_counter()
             idx = order[cursor:cursor + cfg.batch_size]
             cursor += cfg.batch_size
             labels = data.labels[idx].copy()
             labels[rng.random(len(idx)) < cfg.null_class_prob] = model.config.num_classes
-            sub = data.batch.subset(idx[rank::world])
-            inputs = batch_streams(sub, labels[rank::world], model.config)
-            if cfg.masked_loss:
-                inputs["legal_mask"] = legal_masks(sub, tok, inputs["input_ids"].shape[1])
-            # streams are right-padded and attention is causal, so no real token sees a pad:
-            # without a mask, SDPA takes its fused causal kernel
-            inputs.pop("attention_mask")
+            inputs = _inputs(data, idx[rank::world], labels[rank::world], model.config, tok,
+                             cfg.masked_loss)
             targets = inputs.pop("labels")
             logits = net(**inputs).logits                                     # (B, T, 7)
             nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
@@ -322,6 +386,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             step += 1
             dt = time.perf_counter() - t0
             elapsed += dt
+            clock["elapsed"] = elapsed
             n_tok = int(n_all)
             mean = float(_all_sum(nll.detach(), world)) / n_tok
             last = {"step": step, "loss": mean, "bits_per_token": mean / math.log(2),
@@ -335,7 +400,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                     writer.add_scalar(f"train/{key}", last[key], step)
             if cfg.sample_every and step % cfg.sample_every == 0 and main_proc:
                 _sample_grid(model, out, step, writer, cfg.seed + step)
-            bar.update(1)
+            bar.update(dt if by_time else 1)
             bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
             over = cfg.time_budget is not None and elapsed >= cfg.time_budget
             if world > 1 and cfg.time_budget is not None:   # every process stops together
@@ -344,10 +409,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 checkpoint()
             if over:
                 break
-        finished = step >= cfg.steps or (cfg.time_budget is not None and elapsed >= cfg.time_budget)
+        finished = (not by_time and step >= cfg.steps) or (cfg.time_budget is not None and
+                                                            elapsed >= cfg.time_budget)
         if cfg.eval_images and finished and main_proc:
-            test = tokenize_cached(tok, cfg.dataset, "test", cfg.cache_dir, cfg.data_dir,
-                                   cfg.eval_images)
+            test = cached(tok, cfg.dataset, "test", cfg.cache_dir, cfg.data_dir,
+                          cfg.eval_images)
             last = dict(last, test_bits_per_image=evaluate_bits(model, test, tok,
                                                                 cfg.eval_images,
                                                                 masked=cfg.masked_loss))
