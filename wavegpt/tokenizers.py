@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_dir_write
 
 __all__ = ["PixelTokenizer", "BandVQTokenizer", "load_tokenizer", "tokenizer_from_meta",
            "KINDS"]
@@ -34,21 +33,6 @@ def _grid_slots(bands: int, rows: int, cols: int) -> np.ndarray:
     slots = np.zeros((bands * rows * cols, 7), np.int64)
     slots[:, 1], slots[:, 2], slots[:, 4] = r.ravel(), c.ravel(), b.ravel()
     return slots
-
-
-def _atomic_folder(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
-    try:
-        write(tmp)
-        old = path.with_name(f".{path.name}-old")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _Grid:
@@ -162,7 +146,7 @@ class PixelTokenizer(_Grid):
         return hashlib.sha1(json.dumps(self.meta, sort_keys=True).encode()).hexdigest()[:16]
 
     def save(self, path) -> None:
-        _atomic_folder(Path(path), lambda d: (d / CONFIG_NAME).write_text(
+        atomic_dir_write(Path(path), lambda d: (d / CONFIG_NAME).write_text(
             json.dumps(self.meta, indent=1)))
 
 
@@ -209,7 +193,7 @@ class BandVQTokenizer(_Grid):
         def write(d):
             self.model.save_pretrained(d)
             (d / CONFIG_NAME).write_text(json.dumps({"kind": "bandvq"}, indent=1))
-        _atomic_folder(Path(path), write)
+        atomic_dir_write(Path(path), write)
 
 
 def load_tokenizer(path):

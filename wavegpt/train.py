@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 
 from wavecode import WaveletTokenizer
 
+from ._io import atomic_dir_write
 from .batching import batch_codes, batch_streams, legal_masks
 from .configuration_wavegpt import WaveGPTConfig
 from .data import codes_cached, load_images, tokenize_cached
@@ -79,20 +78,6 @@ class TrainConfig:
     tokens: str = "wavelet"           # wavelet | bandvq | pixel (see wavegpt.tokenizers)
     tokenizer: str | None = None      # bandvq / pixel: a folder from `wavegpt train-tokenizer`
     palette: int = 16                 # pixel, without a tokenizer folder: k-means palette size
-
-
-def _atomic_dir_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        write(tmp)
-        old = target.with_name(f".{target.name}-old")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _bucketed(perm: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: int) -> np.ndarray:
@@ -338,7 +323,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     def checkpoint():
         if not main_proc:
             return
-        _atomic_dir_write(out / "model", lambda d: model.save_pretrained(d))
+        atomic_dir_write(out / "model", lambda d: model.save_pretrained(d))
         blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                 "order": order, "cursor": cursor, "elapsed": elapsed,
                 "numpy_rng": rng.bit_generator.state,
