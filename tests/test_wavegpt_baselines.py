@@ -143,6 +143,13 @@ def test_baseline_errors_are_one_line(tmp_path, data_dir, bandvq_dir, capsys):
         (["train", "--steps", "0", "--out", str(tmp_path / "e"), "--dataset", "mnist",
           "--data-dir", str(data_dir), "--quiet"], "--time-budget"),
     ]
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    for name in ("tokenizer_config.json", "config.json"):
+        (bad / name).write_bytes((bandvq_dir / name).read_bytes())
+    (bad / "model.safetensors").write_bytes(b"junk")
+    cases.append((["train", "--tokens", "bandvq", "--tokenizer", str(bad), "--out",
+                   str(tmp_path / "f")] + common, "cannot load the band-code VQ-VAE"))
     for argv, msg in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv

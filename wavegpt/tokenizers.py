@@ -216,8 +216,11 @@ def load_tokenizer(path):
         hf_logging.disable_progress_bar()
         try:
             return BandVQTokenizer(BandVQModel.from_pretrained(path))
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot load the band-code VQ-VAE ({exc})") from None
+        except ValueError:
+            raise
+        except Exception as exc:    # corrupt weights raise safetensors' own error type
+            raise ValueError(f"{path}: cannot load the band-code VQ-VAE "
+                             f"({type(exc).__name__}: {exc})") from None
     raise ValueError(f"{path / CONFIG_NAME}: unknown tokenizer kind {kind!r}")
 
 
