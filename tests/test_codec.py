@@ -152,3 +152,14 @@ def test_kodak_image_round_trip():
     img = read_image(path)
     assert np.array_equal(decompress(compress(img, lossless=True)), img)
     assert psnr(decompress(compress(img, bpp=0.5)), img) > 35
+
+
+def test_lossless_large_noise_grows_the_buffer():
+    # noise codes at ~8 bpp: 250x300x3 needs far more than the encoder's first 64 KiB buffer, so
+    # the encoder stops between tokens, grows it and resumes (a cursor saved mid-token once
+    # desynchronised the decoder)
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (250, 300, 3), dtype=np.uint8)
+    data = compress(img, lossless=True)
+    assert len(data) > 1 << 17
+    assert np.array_equal(decompress(data), img)

@@ -13,9 +13,17 @@ Binarization of a token at a decision of kind k:
 * coefficient: ``significant`` (0 = Insignificant); then the sign (NowSignificantPos/Neg);
 * refinement: the bit (NextAccuracy0/1).
 
+Order: each bit-plane is coded in three passes over the same scan (EBCOT's fractional bit-planes,
+applied to the language's tokens; see ``_code``): coefficients next to earlier significant ones
+first, then the rest of the scan, then the refinements of earlier coefficients. Every token of
+the plane is coded once, so a complete stream decodes to the language's coefficients; a cut
+mid-plane keeps the decisions with the most distortion reduction per bit.
+
 Contexts (the ideas of EBCOT / ECECOW): significance from the 8 neighbours' significance (the
-JPEG 2000 tables, by orientation), the parent's significance, the resolution class and luma vs
-chroma; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
+JPEG 2000 tables, by orientation), the parent's significance, the state of its 2x2 block (holds
+an earlier significant coefficient / a new one / split with 0, 1, 2 empty coefficients before
+it), the resolution class and luma vs chroma; group decisions likewise from the state of the 4x4
+block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
 prediction); refinement from how many refinements the coefficient has had and its neighbourhood;
 group decisions from the parent and the left / upper neighbours.
 
@@ -29,8 +37,8 @@ from numba import njit
 
 from ._lifting import _inv2d
 from ._scan import YCBCR_INV
-from ._scan import (G2, G4, INS, K_COEF, K_DONE, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
-                    _apply, _begin, _choose, _kind, _legal, _reset, _u)
+from ._scan import (G2, G4, INS, K_COEF, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
+                    _apply, _choose, _kind, _legal, _reset, _u)
 
 PROB_BITS = 16
 _P_ONE = 1 << PROB_BITS
@@ -39,12 +47,16 @@ _FAST = 4
 _SLOW = 7
 _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.int64)
 # context offsets
-C_G4 = 0          # 36: (band class * 2 + chroma) * 6 + parent * 2 + neighbour
-C_G2 = 36         # 36
-C_SIG = 72        # 162: ((band class * 2 + chroma) * 3 + parent) * 9 + JPEG 2000 class
-C_SIGN = 234      # 10: chroma * 5 + sign class
-C_REF = 244       # 12: (chroma * 3 + refinement index) * 2 + neighbour
-N_CTX = 256
+# band class * 2 + chroma: 6 values (cb); parent: 3; JPEG 2000 significance class: 9
+N_GSTATE = 5      # a 2x2's 4x4 block: none, holds a significant coefficient, or forced at 2x2 0..2
+N_QSTATE = 6      # a coefficient's 2x2: none, old significant (P pass), new significant, or forced
+                  # with 0, 1, 2 insignificant coefficients before it
+C_G4 = 0                                # 36: cb * 6 + parent * 2 + neighbour
+C_G2 = C_G4 + 36                        # (gstate * 6 + cb) * 6 + parent * 2 + neighbour
+C_SIG = C_G2 + N_GSTATE * 36            # ((qstate * 6 + cb) * 3 + parent) * 9 + class
+C_SIGN = C_SIG + N_QSTATE * 162         # 10: chroma * 5 + sign class
+C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
+N_CTX = C_REF + 12
 
 # JPEG 2000 sign coding: (h + 1, v + 1) -> context, xor bit
 _SIGN_CTX = np.array([[4, 3, 2], [1, 0, 1], [2, 3, 4]], np.int64)
@@ -192,17 +204,18 @@ def _parent_class(sgn, pf, p):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width):
+def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate):
     f = flat[_u(i)]
     m = nbm[_u(i)]
     par = _parent_class(sgn, pfl[_u(i)], p)
     nbr = 1 if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 4, -width) != 0) else 0
-    base = C_G4 if stage == 0 else C_G2
-    return base + cb[_u(i)] * 6 + par * 2 + nbr
+    if stage == 0:
+        return C_G4 + cb[_u(i)] * 6 + par * 2 + nbr
+    return C_G2 + (gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width):
+def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
     f = flat[_u(i)]
     m = nbm[_u(i)]
     hh = abs(_nb(sgn, f, m, 1, -1)) + abs(_nb(sgn, f, m, 2, 1))
@@ -210,7 +223,28 @@ def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width):
     dd = (abs(_nb(sgn, f, m, 16, -width - 1)) + abs(_nb(sgn, f, m, 32, -width + 1))
           + abs(_nb(sgn, f, m, 64, width - 1)) + abs(_nb(sgn, f, m, 128, width + 1)))
     par = _parent_class(sgn, pfl[_u(i)], p)
-    return C_SIG + (cb[_u(i)] * 3 + par) * 9 + _SIG_CLASS[ori[_u(i)], hh, vv, dd]
+    return C_SIG + ((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + _SIG_CLASS[ori[_u(i)], hh, vv, dd]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gstate(i, blk, bsig, bpos):
+    b = blk[_u(i)]
+    if b < 0:
+        return 0
+    if bsig[_u(b)] > 0:
+        return 1
+    return 2 + min(bpos[_u(i)], 2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qstate(i, quad, qsig, qpos):
+    """(S pass: a 2x2 holding an old significant coefficient is the P pass's, state 1)"""
+    q = quad[_u(i)]
+    if q < 0:
+        return 0
+    if qsig[_u(q)] > 0:
+        return 2
+    return 3 + min(qpos[_u(i)], 2)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -236,46 +270,217 @@ def _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width):
     return C_REF + ((cb[_u(i)] & 1) * 3 + ri) * 2 + nbr
 
 
-# --- encode / decode ---------------------------------------------------------------------------
+# --- encode / decode: one loop for both ------------------------------------------------------
+# Each bit-plane is coded in three passes over the scan (EBCOT's idea, on the language's tokens):
+#   P  propagation: the coefficient decisions of not-yet-significant coefficients whose 2x2 block
+#      already holds a coefficient significant since an earlier plane (likely to become
+#      significant; no group decision can concern them, so moving them keeps the token set);
+#   S  the scan itself, skipping what P coded and the refinements of earlier coefficients;
+#   R  those refinements, in scan order.
+# Every token of the plane is coded exactly once, so the decoded coefficients equal the
+# language's; only the order inside a plane (what a cut keeps) differs.
+PH_P, PH_S, PH_R, PH_DONE = 0, 1, 2, 3
+_ORDER = np.array([PH_P, PH_S, PH_R], np.int64)
+# cursor fields: plane, entry, kind, forced-block / forced-quad / plane-0 ends (as _scan), tokens
+# coded, phase, entry of a P / R pass, plane of that pass
+_CP, _CI, _CK, _CFB, _CFQ, _CROOT, _CN, _CPH, _CJ, _CPP = range(10)
+N_CURSOR = 10
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bit(enc, st, buf, p1, p2, ctx, bit):
+    """Code one decision: encode ``bit`` or decode and return it."""
+    if enc:
+        _enc_bit(st, buf, p1, p2, ctx, bit)
+        return bit
+    return _dec_bit(st, buf, p1, p2, ctx)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stop(enc, st, budget, buf):
+    """Encoder: budget reached or buffer nearly full. Decoder: data exhausted."""
+    if enc:
+        return st[4] >= budget or st[4] + 64 > buf.shape[0]
+    return st[3] != 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _halt(enc, st, budget):
+    """Inside a token: encoder over budget (the rest is cut anyway) or decoder out of data. The
+    encoder's buffer-full stop is only checked between tokens, where the cursor is complete."""
+    if enc:
+        return st[4] >= budget
+    return st[3] != 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_phase(ph, pp, nplanes):
+    """The phase (and its plane) after phase ``ph`` of plane ``pp``."""
+    for q in range(2):
+        if _ORDER[q] == ph:
+            return _ORDER[q + 1], pp
+    if pp + 1 >= nplanes:
+        return PH_DONE, pp + 1
+    return _ORDER[0], pp + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _refine(approx, i, tok, t):
+    """A refinement outside the cursor: as :func:`_scan._apply` does it."""
+    a = approx[_u(i)]
+    up = np.float64(tok - NA0) * 2.0 - 1.0
+    approx[_u(i)] = a + (1.0 if a > 0 else -1.0) * up * (0.25 * t)
+
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _encode_loop(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, p1, p2, st, out,
-                 exponent, nplanes, budget, lay, cx, width):
-    """The encoder's scan; returns when done, over budget, or ``out`` nearly full (then the
-    caller grows ``out`` and calls again: the cursor lives in ``cur``)."""
+def _code(enc, cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
+          st, buf, exponent, nplanes, budget, lay, cx, width):
+    """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
+    or decodes (bits read from ``buf``) until the stream ends or ``_stop``. The whole state lives
+    in ``cur`` and the arrays, so the encoder resumes after the caller grows ``buf``."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-    nbm, pfl, cb, ori = cx
-    n = vals.shape[0]
-    p, i, fb, fq, root, k, count = cur[0], cur[1], cur[2], cur[3], cur[4], cur[5], cur[6]
-    while k != K_DONE and st[4] < budget and st[4] + 64 <= out.shape[0]:
-        t = _POW2[exponent - p + _POW2_BIAS]
-        tok = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
-        if k == K_REF:
-            _enc_bit(st, out, p1, p2, _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width), tok - NA0)
+    nbm, pfl, cb, ori, qpos, bpos = cx
+    n = approx.shape[0]
+    p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
+    count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
+    while ph != PH_DONE and not _stop(enc, st, budget, buf):
+        if ph == PH_P:
+            while j < n and (sig[_u(j)] or quad[_u(j)] < 0 or qsig[_u(quad[_u(j)])] == 0):
+                j += 1
+            if j >= n:
+                ph, pp = _next_phase(ph, pp, nplanes)
+                j = 0
+                if ph == PH_S:
+                    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+                continue
+            t = _POW2[exponent - pp + _POW2_BIAS]
+            want = 0
+            if enc:
+                want = np.int64(mags[_u(j)] >= t)
+            if _bit(enc, st, buf, p1, p2, _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, 1),
+                    want) == 0:
+                vis[_u(j)] = pp
+                count += 1
+                j += 1
+                continue
+            if _halt(enc, st, budget):
+                break
+            ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, width)
+            neg = _bit(enc, st, buf, p1, p2, ctx, (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
+            tok = NSN if neg else NSP
+            vis[_u(j)] = pp
+            sgn[_u(flat[_u(j)])] = -(pp + 1) if neg else pp + 1
+            sp[_u(j)] = pp
+            _apply(tok, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig, approx, blk, blk_end,
+                   quad, quad_end)
+            count += 1
+            if _halt(enc, st, budget):
+                break
+            if enc:
+                want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
+            bit = _bit(enc, st, buf, p1, p2, _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width), want)
+            _refine(approx, j, NA0 + bit, t)
+            count += 1
+            j += 1
+            continue
+        if ph == PH_R:
+            while j < n and not (sig[_u(j)] and sp[_u(j)] < pp):
+                j += 1
+            if j >= n:
+                ph, pp = _next_phase(ph, pp, nplanes)
+                j = 0
+                if ph == PH_S:
+                    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+                continue
+            t = _POW2[exponent - pp + _POW2_BIAS]
+            want = 0
+            if enc:
+                want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
+            bit = _bit(enc, st, buf, p1, p2, _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width), want)
+            _refine(approx, j, NA0 + bit, t)
+            count += 1
+            j += 1
+            continue
+        # PH_S: the scan's cursor, skipping what the P and R passes code
+        p0 = p
+        if vis[_u(i)] == p or (k == K_REF and sp[_u(i)] < p):
+            i += 1
+            if i >= n:
+                p, i, fb, fq, root = p + 1, 0, -1, -1, -1
         else:
-            done = False
-            if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                _enc_bit(st, out, p1, p2, _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width),
-                         0 if tok == G4 else 1)
-                done = tok == G4
-            if not done and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
-                _enc_bit(st, out, p1, p2, _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width),
-                         0 if tok == G2 else 1)
-                done = tok == G2
-            if not done:
-                if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
-                    _enc_bit(st, out, p1, p2, _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width),
-                             0 if tok == INS else 1)
-                if tok == NSP or tok == NSN:
-                    ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
-                    _enc_bit(st, out, p1, p2, ctx, (1 if tok == NSN else 0) ^ xr)
-                    sgn[_u(flat[_u(i)])] = p + 1 if tok == NSP else -(p + 1)
-                    sp[_u(i)] = p
-        count += 1
-        p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
-                                    blk, blk_end, quad, quad_end)
-        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-    cur[0], cur[1], cur[2], cur[3], cur[4], cur[5], cur[6] = p, i, fb, fq, root, k, count
+            t = _POW2[exponent - p + _POW2_BIAS]
+            want = -1
+            if enc:
+                want = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
+            tok = -1
+            if k == K_REF:
+                tok = NA0 + _bit(enc, st, buf, p1, p2,
+                                 _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width), want - NA0)
+            else:
+                if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
+                    if _bit(enc, st, buf, p1, p2,
+                            _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width, 0),
+                            np.int64(want != G4)) == 0:
+                        tok = G4
+                if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
+                    if _halt(enc, st, budget):
+                        break
+                    if _bit(enc, st, buf, p1, p2,
+                            _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width,
+                                       _gstate(i, blk, bsig, bpos)),
+                            np.int64(want != G2)) == 0:
+                        tok = G2
+                if tok < 0:
+                    significant = 1
+                    if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
+                        if _halt(enc, st, budget):
+                            break
+                        significant = _bit(enc, st, buf, p1, p2,
+                                           _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width,
+                                                    _qstate(i, quad, qsig, qpos)),
+                                           np.int64(want != INS))
+                    if significant == 0:
+                        tok = INS
+                    else:
+                        if _halt(enc, st, budget):
+                            break
+                        ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
+                        neg = _bit(enc, st, buf, p1, p2, ctx, np.int64(want == NSN) ^ xr) ^ xr
+                        tok = NSN if neg else NSP
+                        sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
+                        sp[_u(i)] = p
+            count += 1
+            p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig,
+                                        approx, blk, blk_end, quad, quad_end)
+        if p != p0:
+            ph, pp = _next_phase(PH_S, p0, nplanes)
+            j = 0
+        if ph == PH_S:
+            k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+    cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT] = p, i, k, fb, fq, root
+    cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP] = count, ph, j, pp
+
+
+@njit(cache=True, nogil=True)
+def _start(n, nplanes, nblk, nquad, total):
+    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2)."""
+    approx = np.empty(n, np.float64)
+    sig = np.empty(n, np.uint8)
+    bsig = np.empty(max(nblk, 1), np.int32)
+    qsig = np.empty(max(nquad, 1), np.int32)
+    _reset(sig, bsig, qsig, approx)
+    sgn = np.zeros(total, np.int8)  # sign of every significant coefficient, pyramid layout
+    sp = np.zeros(n, np.int16)      # the plane it became significant in
+    vis = np.full(n, -1, np.int16)  # the last plane whose P pass coded it
+    p1 = np.full(N_CTX, _P_ONE // 2, np.int64)
+    p2 = np.zeros((N_CTX, 2), np.int64)
+    p2[:, 0] = _P_ONE // 2
+    cur = np.zeros(N_CURSOR, np.int64)
+    cur[_CFB] = -1
+    cur[_CFQ] = -1
+    cur[_CROOT] = n
+    cur[_CPH] = _ORDER[0] if nplanes > 0 else PH_DONE
+    return cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2
 
 
 @njit(cache=True, nogil=True)
@@ -284,14 +489,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total)
     ``budget`` bytes are written. Returns (bytes, number of tokens coded)."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
+    nplanes = max(exponent - final_exponent + 1, 0)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total)
     mags = np.empty(n, np.float64)
-    approx = np.empty(n, np.float64)
-    sig = np.empty(n, np.uint8)
-    bsig = np.empty(max(nblk, 1), np.int32)
-    qsig = np.empty(max(nquad, 1), np.int32)
     bmax = np.zeros(max(nblk, 1), np.float64)
     qmax = np.zeros(max(nquad, 1), np.float64)
-    _reset(sig, bsig, qsig, approx)
     for i in range(n):
         m = abs(vals[i])
         mags[i] = m
@@ -299,23 +501,15 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total)
             bmax[blk[i]] = m
         if quad[i] >= 0 and m > qmax[quad[i]]:
             qmax[quad[i]] = m
-    sgn = np.zeros(total, np.int8)  # sign of every significant coefficient, pyramid layout
-    sp = np.zeros(n, np.int16)
-    p1 = np.full(N_CTX, _P_ONE // 2, np.int64)
-    p2 = np.zeros((N_CTX, 2), np.int64)
-    p2[:, 0] = _P_ONE // 2
+    cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     out = np.empty(1 << 16, np.uint8)
-    st = np.zeros(5, np.int64)
+    st = np.zeros(5, np.int64)  # low, range, cache, cache size, bytes written
     st[1] = 0xFFFFFFFF
     st[3] = 1
-    nplanes = max(exponent - final_exponent + 1, 0)
-    cur = np.zeros(7, np.int64)
-    cur[0], cur[1], cur[2], cur[3], cur[4], cur[5] = _begin(n, nplanes, sig, bsig, qsig, blk,
-                                                            quad, starts)
     while True:
-        _encode_loop(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, p1, p2, st,
-                     out, exponent, nplanes, budget, lay, cx, width)
-        if cur[5] == K_DONE or st[4] >= budget:
+        _code(True, cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
+              st, out, exponent, nplanes, budget, lay, cx, width)
+        if cur[_CPH] == PH_DONE or st[4] >= budget:
             break
         bigger = np.empty(2 * out.shape[0], np.uint8)
         bigger[:st[4]] = out[:st[4]]
@@ -326,73 +520,19 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total)
         out = bigger
     for _ in range(5):
         _enc_shift(st, out)
-    return out[:st[4]], cur[6]
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsig, sgn, sp, p1,
-                 p2, st):
-    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-    nbm, pfl, cb, ori = cx
-    n = approx.shape[0]
-    p, i, fb, fq, root, k = _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts)
-    count = 0
-    while k != K_DONE and st[3] == 0:
-        t = _POW2[exponent - p + _POW2_BIAS]
-        tok = -1
-        if k == K_REF:
-            tok = NA0 + _dec_bit(st, data, p1, p2, _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width))
-        else:
-            if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                if _dec_bit(st, data, p1, p2,
-                            _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width)) == 0:
-                    tok = G4
-            if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
-                if st[3]:
-                    break
-                if _dec_bit(st, data, p1, p2,
-                            _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width)) == 0:
-                    tok = G2
-            if tok < 0:
-                significant = 1
-                if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
-                    if st[3]:
-                        break
-                    significant = _dec_bit(st, data, p1, p2,
-                                           _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width))
-                if significant == 0:
-                    tok = INS
-                else:
-                    if st[3]:
-                        break
-                    ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
-                    neg = _dec_bit(st, data, p1, p2, ctx) ^ xr
-                    tok = NSN if neg else NSP
-                    sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
-                    sp[_u(i)] = p
-        count += 1
-        p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig, approx,
-                                    blk, blk_end, quad, quad_end)
-        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-    return count, k == K_DONE
+    return out[:st[4]], cur[_CN]
 
 
 @njit(cache=True, nogil=True)
-def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx):
-    """Decode as many tokens as ``data`` determines into ``approx`` (scan order). Returns the
+def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_out):
+    """Decode as many tokens as ``data`` determines into ``approx_out`` (scan order). Returns the
     number of tokens and whether the stream was complete."""
-    nblk, nquad = lay[12], lay[13]
-    n = approx.shape[0]
-    sig = np.empty(n, np.uint8)
-    bsig = np.empty(max(nblk, 1), np.int32)
-    qsig = np.empty(max(nquad, 1), np.int32)
-    _reset(sig, bsig, qsig, approx)
-    sgn = np.zeros(total, np.int8)
-    sp = np.zeros(n, np.int16)
-    p1 = np.full(N_CTX, _P_ONE // 2, np.int64)
-    p2 = np.zeros((N_CTX, 2), np.int64)
-    p2[:, 0] = _P_ONE // 2
-    st = np.zeros(4, np.int64)
+    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
+    n = approx_out.shape[0]
+    nplanes = max(exponent - final_exponent + 1, 0)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total)
+    cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
+    st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
     st[1] = 0xFFFFFFFF
     for _ in range(5):
         if st[2] >= data.shape[0]:
@@ -400,9 +540,12 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx)
             break
         st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
         st[2] += 1
-    nplanes = max(exponent - final_exponent + 1, 0)
-    return _decode_loop(data, exponent, nplanes, lay, cx, width, approx, sig, bsig, qsig, sgn,
-                        sp, p1, p2, st)
+    dummy = np.empty(0, np.float64)
+    buf = data.copy()  # one loop types both branches: the encoder's writes need a writable array
+    _code(False, cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgn, sp, vis, p1, p2,
+          st, buf, exponent, nplanes, 0, lay, cx, width)
+    approx_out[:] = approx
+    return cur[_CN], cur[_CPH] == PH_DONE
 
 
 @njit(cache=True, nogil=True)
@@ -478,4 +621,15 @@ def context_tables(lay, bands, levels, channels):
     chroma = (lay.ch >= 1).astype(np.int64) if channels == 3 else np.zeros(lay.size, np.int64)
     cb = (bclass * 2 + chroma).astype(np.int64)
     ori = b[sb, 5].astype(np.int64)
-    return nbm, pfl.astype(np.int64), cb, ori
+    # position of an entry in its 2x2 block and of its 2x2 block in its 4x4 block (both are
+    # contiguous runs of the scan)
+    qpos = np.zeros(lay.size, np.int64)
+    bpos = np.zeros(lay.size, np.int64)
+    if lay.size:
+        run = np.maximum.accumulate(np.where(lay.quad_start.astype(bool), np.arange(lay.size), 0))
+        qpos = np.where(lay.quad >= 0, np.arange(lay.size) - run, 0)
+        b_first = np.maximum.accumulate(np.where(lay.blk_start.astype(bool), np.arange(lay.size),
+                                                 0))
+        qs = np.cumsum(lay.quad_start.astype(np.int64))  # quads started so far, this one included
+        bpos = np.where(lay.blk >= 0, qs - qs[b_first], 0)
+    return nbm, pfl.astype(np.int64), cb, ori, qpos.astype(np.int64), bpos.astype(np.int64)

@@ -32,7 +32,7 @@ def context_tables_of(tokenizer):
     outside), of its parent (-1 none) and its subband orientation."""
     lay = tokenizer.layout
     hp, wp = tokenizer.padded_shape
-    nbm, pfl, _, ori = context_tables(lay, subbands(hp, wp, tokenizer.levels), tokenizer.levels,
+    nbm, pfl, _, ori, _, _ = context_tables(lay, subbands(hp, wp, tokenizer.levels), tokenizer.levels,
                                       tokenizer.image_shape[2])
     inv = np.full(lay.channels * lay.height * lay.width, -1, np.int64)
     inv[lay.flat] = np.arange(lay.size)
