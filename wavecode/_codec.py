@@ -43,7 +43,7 @@ from ._scan import (G2, G4, INS, K_COEF, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW
 PROB_BITS = 16
 _P_ONE = 1 << PROB_BITS
 _TOP = 1 << 24
-_FAST = 4
+_FAST = 3
 _SLOW = 7
 _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.int64)
 # context offsets
@@ -325,6 +325,24 @@ def _next_phase(ph, pp, nplanes):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig):
+    """The first entry from ``j`` (a 2x2 block start or a lone coefficient) in a 2x2 block that
+    holds a significant coefficient, or a lone coefficient: the P and R passes jump over empty
+    4x4 and 2x2 blocks (which fine subbands are mostly made of) instead of walking them."""
+    while j < n:
+        b = blk[_u(j)]
+        if b >= 0 and bsig[_u(b)] == 0:
+            j = blk_end[_u(j)]
+            continue
+        q = quad[_u(j)]
+        if q >= 0 and qsig[_u(q)] == 0:
+            j = quad_end[_u(j)]
+            continue
+        return j
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _refine(approx, i, tok, t):
     """A refinement outside the cursor: as :func:`_scan._apply` does it."""
     a = approx[_u(i)]
@@ -345,8 +363,9 @@ def _code(enc, cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vi
     count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
     while ph != PH_DONE and not _stop(enc, st, budget, buf):
         if ph == PH_P:
-            while j < n and (sig[_u(j)] or quad[_u(j)] < 0 or qsig[_u(quad[_u(j)])] == 0):
-                j += 1
+            j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
+            while j < n and (sig[_u(j)] or quad[_u(j)] < 0):
+                j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
             if j >= n:
                 ph, pp = _next_phase(ph, pp, nplanes)
                 j = 0
@@ -384,8 +403,9 @@ def _code(enc, cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vi
             j += 1
             continue
         if ph == PH_R:
+            j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
             while j < n and not (sig[_u(j)] and sp[_u(j)] < pp):
-                j += 1
+                j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
             if j >= n:
                 ph, pp = _next_phase(ph, pp, nplanes)
                 j = 0
@@ -404,7 +424,8 @@ def _code(enc, cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vi
         # PH_S: the scan's cursor, skipping what the P and R passes code
         p0 = p
         if vis[_u(i)] == p or (k == K_REF and sp[_u(i)] < p):
-            i += 1
+            # all of a 2x2 block met at its start like this is P's and R's: jump over it
+            i = quad_end[_u(i)] if quad[_u(i)] >= 0 and qpos[_u(i)] == 0 else i + 1
             if i >= n:
                 p, i, fb, fq, root = p + 1, 0, -1, -1, -1
         else:

@@ -58,6 +58,9 @@ def _levels_for(h: int, w: int) -> int:
     return levels
 
 
+_COLOUR_NORMS = np.sqrt((np.linalg.inv(YCBCR) ** 2).sum(axis=0)) / np.sqrt(3.0)
+
+
 @lru_cache(maxsize=4)  # tables of a 768x512 RGB image take ~60 MB
 def _plan(channels: int, height: int, width: int, levels: int):
     bands = codec_bands(height, width, levels)
@@ -68,6 +71,10 @@ def _plan(channels: int, height: int, width: int, levels: int):
     # 9/7 coefficients are scaled by their synthesis-basis norms, so that one threshold means one
     # squared error in every subband
     norms = _band_norms(height, width, levels)[lay.sb]
+    if channels == 3:
+        # ... and by the norm of each channel's column of the inverse colour transform, so that
+        # the threshold also means one squared error in RGB
+        norms = norms * _COLOUR_NORMS[lay.ch]
     return lay, k, cx, norms
 
 
