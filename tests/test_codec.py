@@ -163,3 +163,41 @@ def test_lossless_large_noise_grows_the_buffer():
     data = compress(img, lossless=True)
     assert len(data) > 1 << 17
     assert np.array_equal(decompress(data), img)
+
+
+@pytest.mark.parametrize("shape,lossless", [((40, 56, 3), False), ((33, 17), False),
+                                            ((24, 30, 3), True)])
+def test_complete_stream_is_the_language_reordered(shape, lossless):
+    # the codec codes each plane in three passes (P, S, R): a complete stream must hold exactly
+    # the language's tokens, so its coefficients equal a plain replay of the language's scan
+    from wavecode import _codec, _scan, codec
+    img = smooth_image(shape, seed=3)
+    h, w = shape[:2]
+    planes, levels = codec._coefficients(img, lossless)
+    c = planes.shape[0]
+    lay, k, cx, norms = codec._plan(c, h, w, levels)
+    vals = planes.ravel()[lay.flat] * (1.0 if lossless else norms)
+    final = 0 if lossless else -1
+    e = int(np.frexp(np.abs(vals).max())[1]) - 1
+    payload, ntok = _codec._codec_encode(vals, e, final, 1 << 40, k, cx, w, c * h * w)
+    approx = np.empty(lay.size)
+    count, complete = _codec._codec_decode(payload, e, final, k, cx, w, c * h * w, approx)
+    n = lay.size
+    toks = np.empty(4 * n * (e - final + 2), np.uint8)
+    ents, pks = np.empty(1, np.int32), np.empty(1, np.uint8)
+    sig, bsig, qsig = np.empty(n, np.uint8), np.empty(lay.n_blocks + 1, np.int32), \
+        np.empty(lay.n_quads + 1, np.int32)
+    ref, mags = np.empty(n), np.empty(n)
+    bmax, qmax = np.empty(lay.n_blocks + 1), np.empty(lay.n_quads + 1)
+    language = _scan._encode_scan(vals, e, final, 1 << 40, toks, ents, pks, 0, False, sig, bsig,
+                                  qsig, ref, mags, bmax, qmax, lay.blk, lay.blk_end, lay.quad,
+                                  lay.quad_end, lay.starts)
+    assert complete and count == ntok == language
+    assert np.array_equal(approx, ref)
+    # and a cut mid-stream decodes to fewer tokens, each coefficient on its way to the final one
+    cut_approx = np.empty(lay.size)
+    cut, done = _codec._codec_decode(payload[:len(payload) // 2], e, final, k, cx, w, c * h * w,
+                                     cut_approx)
+    assert not done and 0 < cut < count
+    moved = cut_approx != 0
+    assert np.all(np.sign(cut_approx[moved]) == np.sign(ref[moved]))

@@ -350,136 +350,148 @@ def _refine(approx, i, tok, t):
     approx[_u(i)] = a + (1.0 if a > 0 else -1.0) * up * (0.25 * t)
 
 
-@njit(cache=True, nogil=True, _nrt=False)
-def _code(enc, cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
-          st, buf, exponent, nplanes, budget, lay, cx, width):
-    """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
-    or decodes (bits read from ``buf``) until the stream ends or ``_stop``. The whole state lives
-    in ``cur`` and the arrays, so the encoder resumes after the caller grows ``buf``."""
-    blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-    nbm, pfl, cb, ori, qpos, bpos = cx
-    n = approx.shape[0]
-    p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
-    count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
-    while ph != PH_DONE and not _stop(enc, st, budget, buf):
-        if ph == PH_P:
-            j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
-            while j < n and (sig[_u(j)] or quad[_u(j)] < 0):
-                j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
-            if j >= n:
-                ph, pp = _next_phase(ph, pp, nplanes)
-                j = 0
-                if ph == PH_S:
-                    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-                continue
-            t = _POW2[exponent - pp + _POW2_BIAS]
-            want = 0
-            if enc:
-                want = np.int64(mags[_u(j)] >= t)
-            if _bit(enc, st, buf, p1, p2, _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, 1),
-                    want) == 0:
+def _make_code(enc):
+    """The coder loop, compiled once per direction (``enc`` is a constant inside it, so numba
+    drops the other direction's branches: one source, no fork, no runtime flag)."""
+    @njit(cache=True, nogil=True, _nrt=False)
+    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
+              st, buf, exponent, nplanes, budget, lay, cx, width):
+        """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
+        or decodes (bits read from ``buf``) until the stream ends or ``_stop``. The whole state
+        lives in ``cur`` and the arrays, so the encoder resumes after the caller grows ``buf``."""
+        blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
+        nbm, pfl, cb, ori, qpos, bpos = cx
+        n = approx.shape[0]
+        p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
+        count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
+        while ph != PH_DONE and not _stop(enc, st, budget, buf):
+            if ph == PH_P:
+                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
+                while j < n and (sig[_u(j)] or quad[_u(j)] < 0):
+                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
+                if j >= n:
+                    ph, pp = _next_phase(ph, pp, nplanes)
+                    j = 0
+                    if ph == PH_S:
+                        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+                    continue
+                t = _POW2[exponent - pp + _POW2_BIAS]
+                want = 0
+                if enc:
+                    want = np.int64(mags[_u(j)] >= t)
+                if _bit(enc, st, buf, p1, p2,
+                        _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, 1),
+                        want) == 0:
+                    vis[_u(j)] = pp
+                    count += 1
+                    j += 1
+                    continue
+                if _halt(enc, st, budget):
+                    break
+                ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, width)
+                neg = _bit(enc, st, buf, p1, p2, ctx, (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
+                tok = NSN if neg else NSP
                 vis[_u(j)] = pp
+                sgn[_u(flat[_u(j)])] = -(pp + 1) if neg else pp + 1
+                sp[_u(j)] = pp
+                _apply(tok, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig, approx, blk, blk_end,
+                       quad, quad_end)
+                count += 1
+                if _halt(enc, st, budget):
+                    break
+                if enc:
+                    want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
+                ctx = _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width)
+                bit = _bit(enc, st, buf, p1, p2, ctx, want)
+                _refine(approx, j, NA0 + bit, t)
                 count += 1
                 j += 1
                 continue
-            if _halt(enc, st, budget):
-                break
-            ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, width)
-            neg = _bit(enc, st, buf, p1, p2, ctx, (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
-            tok = NSN if neg else NSP
-            vis[_u(j)] = pp
-            sgn[_u(flat[_u(j)])] = -(pp + 1) if neg else pp + 1
-            sp[_u(j)] = pp
-            _apply(tok, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig, approx, blk, blk_end,
-                   quad, quad_end)
-            count += 1
-            if _halt(enc, st, budget):
-                break
-            if enc:
-                want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
-            bit = _bit(enc, st, buf, p1, p2, _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width), want)
-            _refine(approx, j, NA0 + bit, t)
-            count += 1
-            j += 1
-            continue
-        if ph == PH_R:
-            j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
-            while j < n and not (sig[_u(j)] and sp[_u(j)] < pp):
-                j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
-            if j >= n:
-                ph, pp = _next_phase(ph, pp, nplanes)
-                j = 0
-                if ph == PH_S:
-                    k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+            if ph == PH_R:
+                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
+                while j < n and not (sig[_u(j)] and sp[_u(j)] < pp):
+                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
+                if j >= n:
+                    ph, pp = _next_phase(ph, pp, nplanes)
+                    j = 0
+                    if ph == PH_S:
+                        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+                    continue
+                t = _POW2[exponent - pp + _POW2_BIAS]
+                want = 0
+                if enc:
+                    want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
+                ctx = _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width)
+                bit = _bit(enc, st, buf, p1, p2, ctx, want)
+                _refine(approx, j, NA0 + bit, t)
+                count += 1
+                j += 1
                 continue
-            t = _POW2[exponent - pp + _POW2_BIAS]
-            want = 0
-            if enc:
-                want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
-            bit = _bit(enc, st, buf, p1, p2, _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width), want)
-            _refine(approx, j, NA0 + bit, t)
-            count += 1
-            j += 1
-            continue
-        # PH_S: the scan's cursor, skipping what the P and R passes code
-        p0 = p
-        if vis[_u(i)] == p or (k == K_REF and sp[_u(i)] < p):
-            # all of a 2x2 block met at its start like this is P's and R's: jump over it
-            i = quad_end[_u(i)] if quad[_u(i)] >= 0 and qpos[_u(i)] == 0 else i + 1
-            if i >= n:
-                p, i, fb, fq, root = p + 1, 0, -1, -1, -1
-        else:
-            t = _POW2[exponent - p + _POW2_BIAS]
-            want = -1
-            if enc:
-                want = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
-            tok = -1
-            if k == K_REF:
-                tok = NA0 + _bit(enc, st, buf, p1, p2,
-                                 _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width), want - NA0)
+            # PH_S: the scan's cursor, skipping what the P and R passes code
+            p0 = p
+            if vis[_u(i)] == p or (k == K_REF and sp[_u(i)] < p):
+                # all of a 2x2 block met at its start like this is P's and R's: jump over it
+                i = quad_end[_u(i)] if quad[_u(i)] >= 0 and qpos[_u(i)] == 0 else i + 1
+                if i >= n:
+                    p, i, fb, fq, root = p + 1, 0, -1, -1, -1
             else:
-                if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                    if _bit(enc, st, buf, p1, p2,
-                            _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width, 0),
-                            np.int64(want != G4)) == 0:
-                        tok = G4
-                if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end, quad_end):
-                    if _halt(enc, st, budget):
-                        break
-                    if _bit(enc, st, buf, p1, p2,
-                            _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width,
-                                       _gstate(i, blk, bsig, bpos)),
-                            np.int64(want != G2)) == 0:
-                        tok = G2
-                if tok < 0:
-                    significant = 1
-                    if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
+                t = _POW2[exponent - p + _POW2_BIAS]
+                want = -1
+                if enc:
+                    want = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
+                tok = -1
+                if k == K_REF:
+                    tok = NA0 + _bit(enc, st, buf, p1, p2,
+                                     _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width), want - NA0)
+                else:
+                    if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
+                        if _bit(enc, st, buf, p1, p2,
+                                _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width, 0),
+                                np.int64(want != G4)) == 0:
+                            tok = G4
+                    if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end,
+                                                          quad_end):
                         if _halt(enc, st, budget):
                             break
-                        significant = _bit(enc, st, buf, p1, p2,
-                                           _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width,
-                                                    _qstate(i, quad, qsig, qpos)),
-                                           np.int64(want != INS))
-                    if significant == 0:
-                        tok = INS
-                    else:
-                        if _halt(enc, st, budget):
-                            break
-                        ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
-                        neg = _bit(enc, st, buf, p1, p2, ctx, np.int64(want == NSN) ^ xr) ^ xr
-                        tok = NSN if neg else NSP
-                        sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
-                        sp[_u(i)] = p
-            count += 1
-            p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig,
-                                        approx, blk, blk_end, quad, quad_end)
-        if p != p0:
-            ph, pp = _next_phase(PH_S, p0, nplanes)
-            j = 0
-        if ph == PH_S:
-            k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-    cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT] = p, i, k, fb, fq, root
-    cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP] = count, ph, j, pp
+                        if _bit(enc, st, buf, p1, p2,
+                                _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width,
+                                           _gstate(i, blk, bsig, bpos)),
+                                np.int64(want != G2)) == 0:
+                            tok = G2
+                    if tok < 0:
+                        significant = 1
+                        if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
+                            if _halt(enc, st, budget):
+                                break
+                            significant = _bit(enc, st, buf, p1, p2,
+                                               _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width,
+                                                        _qstate(i, quad, qsig, qpos)),
+                                               np.int64(want != INS))
+                        if significant == 0:
+                            tok = INS
+                        else:
+                            if _halt(enc, st, budget):
+                                break
+                            ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
+                            neg = _bit(enc, st, buf, p1, p2, ctx, np.int64(want == NSN) ^ xr) ^ xr
+                            tok = NSN if neg else NSP
+                            sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
+                            sp[_u(i)] = p
+                count += 1
+                p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig,
+                                            approx, blk, blk_end, quad, quad_end)
+            if p != p0:
+                ph, pp = _next_phase(PH_S, p0, nplanes)
+                j = 0
+            if ph == PH_S:
+                k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+        cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT] = p, i, k, fb, fq, root
+        cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP] = count, ph, j, pp
+    return _code
+
+
+_encode_pass = _make_code(True)
+_decode_pass = _make_code(False)
 
 
 @njit(cache=True, nogil=True)
@@ -528,8 +540,8 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total)
     st[1] = 0xFFFFFFFF
     st[3] = 1
     while True:
-        _code(True, cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
-              st, out, exponent, nplanes, budget, lay, cx, width)
+        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
+                     st, out, exponent, nplanes, budget, lay, cx, width)
         if cur[_CPH] == PH_DONE or st[4] >= budget:
             break
         bigger = np.empty(2 * out.shape[0], np.uint8)
@@ -562,9 +574,8 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
         st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
         st[2] += 1
     dummy = np.empty(0, np.float64)
-    buf = data.copy()  # one loop types both branches: the encoder's writes need a writable array
-    _code(False, cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgn, sp, vis, p1, p2,
-          st, buf, exponent, nplanes, 0, lay, cx, width)
+    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgn, sp, vis, p1, p2,
+                 st, data, exponent, nplanes, 0, lay, cx, width)
     approx_out[:] = approx
     return cur[_CN], cur[_CPH] == PH_DONE
 
