@@ -48,9 +48,9 @@ _SLOW = 7
 _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.int64)
 # context offsets
 # band class * 2 + chroma: 6 values (cb); parent: 3; JPEG 2000 significance class: 9
-N_GSTATE = 5      # a 2x2's 4x4 block: none, holds a significant coefficient, or forced at 2x2 0..2
-N_QSTATE = 6      # a coefficient's 2x2: none, old significant (P pass), new significant, or forced
-                  # with 0, 1, 2 insignificant coefficients before it
+N_GSTATE = 5      # a 2x2's 4x4 block: none, holds a significant coefficient, or split at 2x2 0..2
+N_QSTATE = 6      # a coefficient's 2x2: none, holds a new significant one, split with 0, 1, 2
+Q_PASS = 5        # insignificant ones before it (_block_state); or, in the P pass, an old one
 C_G4 = 0                                # 36: cb * 6 + parent * 2 + neighbour
 C_G2 = C_G4 + 36                        # (gstate * 6 + cb) * 6 + parent * 2 + neighbour
 C_SIG = C_G2 + N_GSTATE * 36            # ((qstate * 6 + cb) * 3 + parent) * 9 + class
@@ -227,24 +227,16 @@ def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _gstate(i, blk, bsig, bpos):
-    b = blk[_u(i)]
+def _block_state(i, ids, nsig, pos):
+    """The state of the 4x4 (or 2x2) block of entry ``i`` (``ids``: block id per entry, ``nsig``:
+    significant count per block, ``pos``: index in the block): 0 none, 1 it holds a significant
+    coefficient, 2 + k it split with nothing significant and k (0..2) empty parts before ``i``."""
+    b = ids[_u(i)]
     if b < 0:
         return 0
-    if bsig[_u(b)] > 0:
+    if nsig[_u(b)] > 0:
         return 1
-    return 2 + min(bpos[_u(i)], 2)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _qstate(i, quad, qsig, qpos):
-    """(S pass: a 2x2 holding an old significant coefficient is the P pass's, state 1)"""
-    q = quad[_u(i)]
-    if q < 0:
-        return 0
-    if qsig[_u(q)] > 0:
-        return 2
-    return 3 + min(qpos[_u(i)], 2)
+    return 2 + min(pos[_u(i)], 2)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -380,7 +372,7 @@ def _make_code(enc):
                 if enc:
                     want = np.int64(mags[_u(j)] >= t)
                 if _bit(enc, st, buf, p1, p2,
-                        _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, 1),
+                        _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, Q_PASS),
                         want) == 0:
                     vis[_u(j)] = pp
                     count += 1
@@ -455,7 +447,7 @@ def _make_code(enc):
                             break
                         if _bit(enc, st, buf, p1, p2,
                                 _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width,
-                                           _gstate(i, blk, bsig, bpos)),
+                                           _block_state(i, blk, bsig, bpos)),
                                 np.int64(want != G2)) == 0:
                             tok = G2
                     if tok < 0:
@@ -465,7 +457,7 @@ def _make_code(enc):
                                 break
                             significant = _bit(enc, st, buf, p1, p2,
                                                _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width,
-                                                        _qstate(i, quad, qsig, qpos)),
+                                                        _block_state(i, quad, qsig, qpos)),
                                                np.int64(want != INS))
                         if significant == 0:
                             tok = INS
