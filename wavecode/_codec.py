@@ -335,6 +335,15 @@ def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _pass_codes(ph, j, pp, sig, sp, quad):
+    """Does pass P (a not yet significant coefficient of a 2x2 block) or R (a coefficient
+    significant before plane ``pp``) code entry ``j``?"""
+    if ph == PH_P:
+        return not sig[_u(j)] and quad[_u(j)] >= 0
+    return sig[_u(j)] and sp[_u(j)] < pp
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _refine(approx, i, tok, t):
     """A refinement outside the cursor: as :func:`_scan._apply` does it."""
     a = approx[_u(i)]
@@ -357,9 +366,9 @@ def _make_code(enc):
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
         count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
         while ph != PH_DONE and not _stop(enc, st, budget, buf):
-            if ph == PH_P:
+            if ph != PH_S:  # P or R: only 2x2 blocks that hold a significant coefficient
                 j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
-                while j < n and (sig[_u(j)] or quad[_u(j)] < 0):
+                while j < n and not _pass_codes(ph, j, pp, sig, sp, quad):
                     j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
                 if j >= n:
                     ph, pp = _next_phase(ph, pp, nplanes)
@@ -369,53 +378,33 @@ def _make_code(enc):
                     continue
                 t = _POW2[exponent - pp + _POW2_BIAS]
                 want = 0
-                if enc:
-                    want = np.int64(mags[_u(j)] >= t)
-                if _bit(enc, st, buf, p1, p2,
-                        _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, Q_PASS),
-                        want) == 0:
+                if ph == PH_P:
+                    if enc:
+                        want = np.int64(mags[_u(j)] >= t)
                     vis[_u(j)] = pp
+                    if _bit(enc, st, buf, p1, p2,
+                            _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, Q_PASS),
+                            want) == 0:
+                        count += 1
+                        j += 1
+                        continue
+                    if _halt(enc, st, budget):
+                        break
+                    ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, width)
+                    neg = _bit(enc, st, buf, p1, p2, ctx,
+                               (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
+                    sgn[_u(flat[_u(j)])] = -(pp + 1) if neg else pp + 1
+                    sp[_u(j)] = pp
+                    _apply(NSN if neg else NSP, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig,
+                           approx, blk, blk_end, quad, quad_end)
                     count += 1
-                    j += 1
-                    continue
-                if _halt(enc, st, budget):
-                    break
-                ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, width)
-                neg = _bit(enc, st, buf, p1, p2, ctx, (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
-                tok = NSN if neg else NSP
-                vis[_u(j)] = pp
-                sgn[_u(flat[_u(j)])] = -(pp + 1) if neg else pp + 1
-                sp[_u(j)] = pp
-                _apply(tok, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig, approx, blk, blk_end,
-                       quad, quad_end)
-                count += 1
-                if _halt(enc, st, budget):
-                    break
+                    if _halt(enc, st, budget):
+                        break
+                # a refinement: R's, or the one a new significant coefficient gets at once
                 if enc:
                     want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
                 ctx = _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width)
-                bit = _bit(enc, st, buf, p1, p2, ctx, want)
-                _refine(approx, j, NA0 + bit, t)
-                count += 1
-                j += 1
-                continue
-            if ph == PH_R:
-                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
-                while j < n and not (sig[_u(j)] and sp[_u(j)] < pp):
-                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
-                if j >= n:
-                    ph, pp = _next_phase(ph, pp, nplanes)
-                    j = 0
-                    if ph == PH_S:
-                        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
-                    continue
-                t = _POW2[exponent - pp + _POW2_BIAS]
-                want = 0
-                if enc:
-                    want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
-                ctx = _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width)
-                bit = _bit(enc, st, buf, p1, p2, ctx, want)
-                _refine(approx, j, NA0 + bit, t)
+                _refine(approx, j, NA0 + _bit(enc, st, buf, p1, p2, ctx, want), t)
                 count += 1
                 j += 1
                 continue
