@@ -134,3 +134,26 @@ def test_decoder_fuzz_never_crashes(tok):
             assert img.min() >= 0 and img.max() <= 1
 
     check()
+
+
+def test_stale_kernel_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
+    """numba checks only the defining file's timestamp; the package's stamp covers all sources."""
+    import importlib.util
+
+    from wavecode import _jitcache
+
+    src = tmp_path / "kmod.py"
+    src.write_text("from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n")
+    spec = importlib.util.spec_from_file_location("kmod", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.twice(3) == 6
+    cache_dir = tmp_path / "__pycache__"
+    assert any(f.suffix == ".nbi" for f in cache_dir.iterdir())
+    assert _jitcache.purge_stale([mod])                    # no stamp yet: built from unknown sources
+    assert not any(f.suffix in (".nbi", ".nbc") for f in cache_dir.iterdir())
+    assert mod.twice(4.0) == 8.0                           # a new signature: compiled, cached
+    assert _jitcache.purge_stale([mod]) == []              # same sources: the cache stays
+    assert any(f.suffix == ".nbi" for f in cache_dir.iterdir())
+    src.write_text(src.read_text() + "# edited\n")
+    assert _jitcache.purge_stale([mod])                    # any change: dropped

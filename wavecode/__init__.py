@@ -4,6 +4,10 @@ from .codec import compress, decompress, info
 from .grammar import GrammarState
 from .tokenizer import (PRESETS, SLOT_FIELDS, SLOT_KINDS, TOKEN_NAMES, TokenBatch,
                         TokenizerConfig, WaveletTokenizer)
+from . import _codec, _dwt, _jitcache, _lifting, _scan, context, layout
+
+# kernels inline kernels of other modules: drop cached ones built from older sources
+_jitcache.purge_stale([_codec, _dwt, _lifting, _scan, context, layout])
 
 __version__ = "0.1.0"
 __all__ = ["compress", "decompress", "info", "WaveletTokenizer", "TokenizerConfig", "TokenBatch", "GrammarState", "PRESETS",
