@@ -67,23 +67,23 @@ _SIGN_XOR = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.int64)
 
 @njit(cache=True, nogil=True, inline="always")
 def _prob(p1, p2, ctx):
-    return (p1[ctx] + p2[ctx, 0]) >> 1
+    return (p1[_u(ctx)] + p2[_u(ctx), 0]) >> 1
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _adapt(p1, p2, ctx, bit):
     # the slow estimate learns at rate ~1/(n+2) over its first n decisions, then 2**-_SLOW
-    n = p2[ctx, 1]
-    slow = _RATE[n]
+    n = p2[_u(ctx), 1]
+    slow = _RATE[_u(n)]
     fast = min(slow, _FAST)
     if n < _RATE.shape[0] - 1:
-        p2[ctx, 1] = n + 1
+        p2[_u(ctx), 1] = n + 1
     if bit:
-        p1[ctx] -= p1[ctx] >> fast
-        p2[ctx, 0] -= p2[ctx, 0] >> slow
+        p1[_u(ctx)] -= p1[_u(ctx)] >> fast
+        p2[_u(ctx), 0] -= p2[_u(ctx), 0] >> slow
     else:
-        p1[ctx] += (_P_ONE - p1[ctx]) >> fast
-        p2[ctx, 0] += (_P_ONE - p2[ctx, 0]) >> slow
+        p1[_u(ctx)] += (_P_ONE - p1[_u(ctx)]) >> fast
+        p2[_u(ctx), 0] += (_P_ONE - p2[_u(ctx), 0]) >> slow
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -94,7 +94,7 @@ def _enc_shift(st, out):
         carry = low >> 32
         temp = st[2]
         while True:
-            out[st[4]] = (temp + carry) & 0xFF
+            out[_u(st[4])] = (temp + carry) & 0xFF
             st[4] += 1
             temp = 0xFF
             st[3] -= 1
@@ -107,17 +107,21 @@ def _enc_shift(st, out):
 
 @njit(cache=True, nogil=True, inline="always")
 def _enc_bit(st, out, p1, p2, ctx, bit):
+    # low and range in locals: numba cannot tell ``st`` from the probability arrays, so every
+    # access to st[...] after an update of p1 / p2 would be a reload
     p = _prob(p1, p2, ctx)
-    bound = (st[1] >> PROB_BITS) * p
+    rng = st[1]
+    bound = (rng >> PROB_BITS) * p
     if bit:
         st[0] += bound
-        st[1] -= bound
+        rng -= bound
     else:
-        st[1] = bound
+        rng = bound
     _adapt(p1, p2, ctx, bit)
-    while st[1] < _TOP:
-        st[1] <<= 8
+    while rng < _TOP:
+        rng <<= 8
         _enc_shift(st, out)
+    st[1] = rng
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -125,22 +129,29 @@ def _dec_bit(st, data, p1, p2, ctx):
     """Decode one decision; st: code, range, pos, exhausted. After a byte is found missing,
     ``st[3]`` is set and the caller must stop (the returned bit is still exact)."""
     p = _prob(p1, p2, ctx)
-    bound = (st[1] >> PROB_BITS) * p
-    if st[0] < bound:
-        st[1] = bound
+    code = st[0]
+    rng = st[1]
+    bound = (rng >> PROB_BITS) * p
+    if code < bound:
+        rng = bound
         bit = 0
     else:
-        st[0] -= bound
-        st[1] -= bound
+        code -= bound
+        rng -= bound
         bit = 1
     _adapt(p1, p2, ctx, bit)
-    while st[1] < _TOP:
-        if st[2] >= data.shape[0]:
-            st[3] = 1
-            break
-        st[1] <<= 8
-        st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
-        st[2] += 1
+    if rng < _TOP:
+        pos = st[2]
+        while rng < _TOP:
+            if pos >= data.shape[0]:
+                st[3] = 1
+                break
+            rng <<= 8
+            code = ((code << 8) | data[_u(pos)]) & 0xFFFFFFFF
+            pos += 1
+        st[2] = pos
+    st[0] = code
+    st[1] = rng
     return bit
 
 
@@ -223,7 +234,7 @@ def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
     dd = (abs(_nb(sgn, f, m, 16, -width - 1)) + abs(_nb(sgn, f, m, 32, -width + 1))
           + abs(_nb(sgn, f, m, 64, width - 1)) + abs(_nb(sgn, f, m, 128, width + 1)))
     par = _parent_class(sgn, pfl[_u(i)], p)
-    return C_SIG + ((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + _SIG_CLASS[ori[_u(i)], hh, vv, dd]
+    return C_SIG + ((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + _SIG_CLASS[_u(ori[_u(i)]), _u(hh), _u(vv), _u(dd)]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -247,7 +258,7 @@ def _ctx_sign(i, sgn, flat, nbm, cb, width):
     vs = _nb(sgn, f, m, 4, -width) + _nb(sgn, f, m, 8, width)
     hs = max(-1, min(1, hs)) + 1
     vs = max(-1, min(1, vs)) + 1
-    return C_SIGN + (cb[_u(i)] & 1) * 5 + _SIGN_CTX[hs, vs], _SIGN_XOR[hs, vs]
+    return C_SIGN + (cb[_u(i)] & 1) * 5 + _SIGN_CTX[_u(hs), _u(vs)], _SIGN_XOR[_u(hs), _u(vs)]
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._dwt import _u
+
 # CDF 9/7 lifting steps (Daubechies & Sweldens); K scales the bands
 _A = -1.586134342059924
 _B = -0.052980118572961
@@ -38,7 +40,7 @@ def _lift_rows(t, n, cw, coef, odd):
             b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
             d = r * cw
             for j in range(cw):
-                t[d + j] += coef * (t[a + j] + t[b + j])
+                t[_u(d + j)] += coef * (t[_u(a + j)] + t[_u(b + j)])
     else:
         for k in range((n + 1) // 2):
             r = 2 * k
@@ -46,7 +48,7 @@ def _lift_rows(t, n, cw, coef, odd):
             b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
             d = r * cw
             for j in range(cw):
-                t[d + j] += coef * (t[a + j] + t[b + j])
+                t[_u(d + j)] += coef * (t[_u(a + j)] + t[_u(b + j)])
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -60,7 +62,7 @@ def _lift_rows_int(t, n, cw, odd, sign):
             b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
             d = r * cw
             for j in range(cw):
-                t[d + j] -= sign * np.floor((t[a + j] + t[b + j]) / 2.0)
+                t[_u(d + j)] -= sign * np.floor((t[_u(a + j)] + t[_u(b + j)]) / 2.0)
     else:
         for k in range((n + 1) // 2):
             r = 2 * k
@@ -68,7 +70,7 @@ def _lift_rows_int(t, n, cw, odd, sign):
             b = (r + 1) * cw if r + 1 < n else (r - 1) * cw
             d = r * cw
             for j in range(cw):
-                t[d + j] += sign * np.floor((t[a + j] + t[b + j] + 2.0) / 4.0)
+                t[_u(d + j)] += sign * np.floor((t[_u(a + j)] + t[_u(b + j)] + 2.0) / 4.0)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -99,15 +101,15 @@ def _fwd_line(x, n, stride, base, reversible, tmp):
     if n < 2:
         return
     for k in range(n):
-        tmp[k] = x[base + k * stride]
+        tmp[_u(k)] = x[_u(base + k * stride)]
     _lift(tmp, n, 1, reversible, True)
     lo = 1.0 if reversible else _LO
     hi = 1.0 if reversible else _HI
     ne = (n + 1) // 2
     for k in range(ne):
-        x[base + k * stride] = tmp[2 * k] * lo
+        x[_u(base + k * stride)] = tmp[_u(2 * k)] * lo
     for k in range(n // 2):
-        x[base + (ne + k) * stride] = tmp[2 * k + 1] * hi
+        x[_u(base + (ne + k) * stride)] = tmp[_u(2 * k + 1)] * hi
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -118,12 +120,12 @@ def _inv_line(x, n, stride, base, reversible, tmp):
     hi = 1.0 if reversible else _HI
     ne = (n + 1) // 2
     for k in range(ne):
-        tmp[2 * k] = x[base + k * stride] / lo
+        tmp[_u(2 * k)] = x[_u(base + k * stride)] / lo
     for k in range(n // 2):
-        tmp[2 * k + 1] = x[base + (ne + k) * stride] / hi
+        tmp[_u(2 * k + 1)] = x[_u(base + (ne + k) * stride)] / hi
     _lift(tmp, n, 1, reversible, False)
     for k in range(n):
-        x[base + k * stride] = tmp[k]
+        x[_u(base + k * stride)] = tmp[_u(k)]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -133,7 +135,7 @@ def _fwd_cols(x, ch, cw, w, reversible, t):
         return
     for r in range(ch):
         for j in range(cw):
-            t[r * cw + j] = x[r * w + j]
+            t[_u(r * cw + j)] = x[_u(r * w + j)]
     _lift(t, ch, cw, reversible, True)
     lo = 1.0 if reversible else _LO
     hi = 1.0 if reversible else _HI
@@ -142,7 +144,7 @@ def _fwd_cols(x, ch, cw, w, reversible, t):
         dst = (r // 2 if r % 2 == 0 else ne + r // 2) * w
         s = lo if r % 2 == 0 else hi
         for j in range(cw):
-            x[dst + j] = t[r * cw + j] * s
+            x[_u(dst + j)] = t[_u(r * cw + j)] * s
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -156,11 +158,11 @@ def _inv_cols(x, ch, cw, w, reversible, t):
         src = (r // 2 if r % 2 == 0 else ne + r // 2) * w
         s = lo if r % 2 == 0 else hi
         for j in range(cw):
-            t[r * cw + j] = x[src + j] / s
+            t[_u(r * cw + j)] = x[_u(src + j)] / s
     _lift(t, ch, cw, reversible, False)
     for r in range(ch):
         for j in range(cw):
-            x[r * w + j] = t[r * cw + j]
+            x[_u(r * w + j)] = t[_u(r * cw + j)]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
