@@ -5,6 +5,11 @@ Both draw the same streams for the same seed (tested in tests/test_wavegpt_sampl
 comparison is work for work. Reports tokens/s and images/s at batch 1 and 64 (medians of
 ``--repeats``), writes CompressAI-style JSON and a bar plot.
 
+Also measured, same run: the *attention floor* -- the time of the attention reads alone
+(``scaled_dot_product_attention`` of one query per row over the filled float32 key/value cache,
+every layer, every step of the same streams). Any exact decoder with a float32 cache pays it, so
+HF's time divided by it bounds the speed-up this CPU's memory bandwidth allows.
+
     python benchmarks/sampling_speed.py --checkpoint runs/mnist-tiny
     python benchmarks/sampling_speed.py              # an untrained tiny model, 480-token streams
 """
@@ -28,6 +33,25 @@ from wavegpt.sample import sample  # noqa: E402
 from wavegpt.train import MODEL_PRESETS  # noqa: E402
 
 from _common import save_plot, write_json  # noqa: E402
+
+
+def attention_floor(model, batch_size: int, steps: int, repeats: int) -> float:
+    """Seconds for the attention reads alone of ``steps`` decoding steps (median of repeats)."""
+    from torch.nn import functional as F
+
+    cfg = model.config
+    hd = cfg.n_embd // cfg.n_head
+    k = torch.randn(cfg.n_layer, batch_size, cfg.n_head, steps + 1, hd)
+    v = torch.randn_like(k)
+    q = torch.randn(batch_size, cfg.n_head, 1, hd)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for s in range(1, steps + 1):
+            for layer in range(cfg.n_layer):
+                F.scaled_dot_product_attention(q, k[layer, :, :, :s + 1], v[layer, :, :, :s + 1])
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def main(argv=None) -> int:
@@ -55,7 +79,9 @@ def main(argv=None) -> int:
     print(f"model: {name}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
           f"torch threads {torch.get_num_threads()}")
     rows = {"batch_size": [], "ours_tokens_per_s": [], "hf_tokens_per_s": [],
-            "ours_images_per_s": [], "hf_images_per_s": [], "speedup": [], "tokens": []}
+            "ours_images_per_s": [], "hf_images_per_s": [], "speedup": [], "tokens": [],
+            "ours_ms_per_step": [], "hf_ms_per_step": [], "attention_floor_ms_per_step": [],
+            "speedup_bound": []}
     for bs in args.batch_sizes:
         classes = np.arange(bs) % 10
         exps = np.full(bs, 1)
@@ -66,14 +92,16 @@ def main(argv=None) -> int:
                           ("hf", lambda s: generate_hf(model, classes, exps, top_k=args.top_k,
                                                        seed=s, max_tokens=args.max_tokens))):
             fn(0)                                           # warm-up (JIT, allocator)
-            times, ntok = [], 0
+            times, ntok, steps = [], 0, 0
             for r in range(args.repeats):
                 t = time.perf_counter()
                 batch, _ = fn(r + 1)
                 times.append(time.perf_counter() - t)
                 ntok = int(batch.lengths.sum())
+                steps = int(batch.lengths.max())          # decoding steps of the batch
             res[label] = (float(np.median(times)), ntok)
         (t_o, n_o), (t_h, n_h) = res["ours"], res["hf"]
+        t_att = attention_floor(model, bs, steps, args.repeats)
         rows["batch_size"].append(bs)
         rows["tokens"].append(n_o)
         rows["ours_tokens_per_s"].append(n_o / t_o)
@@ -81,13 +109,21 @@ def main(argv=None) -> int:
         rows["ours_images_per_s"].append(bs / t_o)
         rows["hf_images_per_s"].append(bs / t_h)
         rows["speedup"].append((n_o / t_o) / (n_h / t_h))
+        rows["ours_ms_per_step"].append(1e3 * t_o / steps)
+        rows["hf_ms_per_step"].append(1e3 * t_h / steps)
+        rows["attention_floor_ms_per_step"].append(1e3 * t_att / steps)
+        rows["speedup_bound"].append(t_h / t_att)
         print(f"batch {bs:3d}: ours {n_o / t_o:8.0f} tok/s {bs / t_o:7.2f} img/s | "
               f"HF generate {n_h / t_h:8.0f} tok/s {bs / t_h:7.2f} img/s | "
               f"{(n_o / t_o) / (n_h / t_h):.2f}x")
+        print(f"           per step: ours {1e3 * t_o / steps:.2f} ms, HF {1e3 * t_h / steps:.2f} ms, "
+              f"attention reads alone {1e3 * t_att / steps:.2f} ms -> at most "
+              f"{t_h / t_att:.2f}x over HF with a float32 cache")
     doc = {"name": "wavegpt-sampling",
            "description": f"sampling speed, {name}, top-k {args.top_k}, streams capped at "
                           f"{args.max_tokens} tokens; ours: static KV cache + numba grammar; "
-                          "hf: generate() + grammar LogitsProcessor (DynamicCache); medians of "
+                          "hf: generate() + grammar LogitsProcessor (DynamicCache); attention floor: "
+                          "SDPA over the float32 cache alone; medians of "
                           f"{args.repeats}", "results": rows}
     write_json(Path(args.out), doc)
 
