@@ -1,5 +1,6 @@
 """Bad input: a clear ValueError, never a crash, a hang or a traceback from inside."""
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,7 +149,7 @@ def test_stale_kernel_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.twice(3) == 6
-    cache_dir = tmp_path / "__pycache__"
+    cache_dir = Path(mod.twice._cache._cache_path)     # __pycache__, or under NUMBA_CACHE_DIR
     assert any(f.suffix == ".nbi" for f in cache_dir.iterdir())
     assert _jitcache.purge_stale([mod])                    # no stamp yet: built from unknown sources
     assert not any(f.suffix in (".nbi", ".nbc") for f in cache_dir.iterdir())

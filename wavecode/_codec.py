@@ -275,13 +275,19 @@ def _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width):
 
 # --- encode / decode: one loop for both ------------------------------------------------------
 # Each bit-plane is coded in three passes over the scan (EBCOT's idea, on the language's tokens):
-#   P  propagation: the coefficient decisions of not-yet-significant coefficients whose 2x2 block
-#      already holds a coefficient significant since an earlier plane (likely to become
+#   P  propagation: the significance decisions of not-yet-significant coefficients whose 2x2
+#      block already holds a coefficient significant since an earlier plane (likely to become
 #      significant; no group decision can concern them, so moving them keeps the token set);
-#   S  the scan itself, skipping what P coded and the refinements of earlier coefficients;
-#   R  those refinements, in scan order.
-# Every token of the plane is coded exactly once, so the decoded coefficients equal the
-# language's; only the order inside a plane (what a cut keeps) differs.
+#   S  the scan itself, skipping what P coded and every refinement;
+#   R  refinements, one plane late: round ``pp`` codes the refinement tokens of plane ``pp - 1``
+#      (of every coefficient significant by then, including the one a new significant
+#      coefficient gets at once in the language), and a last round codes those of the final
+#      plane. The language's refinement at threshold T decides the T/2 bit, so coded in its own
+#      plane it would cost as many bits as EBCOT's refinements for a quarter of their
+#      distortion reduction; one round late it is EBCOT's magnitude-refinement bit.
+# Every token is coded exactly once, so the decoded coefficients equal the language's; only the
+# order (what a cut keeps) differs. Decisions never depend on refinements, so deferring them is
+# decodable.
 PH_P, PH_S, PH_R, PH_DONE = 0, 1, 2, 3
 _ORDER = np.array([PH_P, PH_S, PH_R], np.int64)
 # cursor fields: plane, entry, kind, forced-block / forced-quad / plane-0 ends (as _scan), tokens
@@ -318,13 +324,16 @@ def _halt(enc, st, budget):
 
 @njit(cache=True, nogil=True, inline="always")
 def _next_phase(ph, pp, nplanes):
-    """The phase (and its plane) after phase ``ph`` of plane ``pp``."""
-    for q in range(2):
-        if _ORDER[q] == ph:
-            return _ORDER[q + 1], pp
-    if pp + 1 >= nplanes:
-        return PH_DONE, pp + 1
-    return _ORDER[0], pp + 1
+    """The phase (and its round) after phase ``ph`` of round ``pp``: rounds ``0 .. nplanes - 1``
+    run the passes of ``_ORDER``, round ``nplanes`` only R (the final plane's refinements)."""
+    q = 0
+    while _ORDER[q] != ph:
+        q += 1
+    for r in range(pp, nplanes + 1):
+        for q2 in range(q + 1 if r == pp else 0, 3):
+            if r < nplanes or _ORDER[q2] == PH_R:
+                return _ORDER[q2], r
+    return PH_DONE, nplanes + 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -347,8 +356,8 @@ def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig):
 
 @njit(cache=True, nogil=True, inline="always")
 def _pass_codes(ph, j, pp, sig, sp, quad):
-    """Does pass P (a not yet significant coefficient of a 2x2 block) or R (a coefficient
-    significant before plane ``pp``) code entry ``j``?"""
+    """Does pass P (a not yet significant coefficient of a 2x2 block) or R of round ``pp`` (a
+    coefficient significant by plane ``pp - 1``) code entry ``j``?"""
     if ph == PH_P:
         return not sig[_u(j)] and quad[_u(j)] >= 0
     return sig[_u(j)] and sp[_u(j)] < pp
@@ -409,21 +418,27 @@ def _make_code(enc):
                     _apply(NSN if neg else NSP, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig,
                            approx, blk, blk_end, quad, quad_end)
                     count += 1
-                    if _halt(enc, st, budget):
-                        break
-                # a refinement: R's, or the one a new significant coefficient gets at once
+                    j += 1
+                    continue
+                # R: the refinement token of plane pp - 1
+                t = _POW2[exponent - pp + 1 + _POW2_BIAS]
                 if enc:
                     want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
-                ctx = _ctx_ref(j, pp, sgn, sp, flat, nbm, cb, width)
+                ctx = _ctx_ref(j, pp - 1, sgn, sp, flat, nbm, cb, width)
                 _refine(approx, j, NA0 + _bit(enc, st, buf, p1, p2, ctx, want), t)
                 count += 1
                 j += 1
                 continue
             # PH_S: the scan's cursor, skipping what the P and R passes code
             p0 = p
-            if vis[_u(i)] == p or (k == K_REF and sp[_u(i)] < p):
-                # all of a 2x2 block met at its start like this is P's and R's: jump over it
-                i = quad_end[_u(i)] if quad[_u(i)] >= 0 and qpos[_u(i)] == 0 else i + 1
+            if vis[_u(i)] == p or k == K_REF:
+                # all of a 2x2 block met at its start with a P-coded or earlier significant
+                # coefficient is P's and R's: jump over it (not when it turned significant in
+                # this pass: its siblings' decisions are S's)
+                if quad[_u(i)] >= 0 and qpos[_u(i)] == 0 and (vis[_u(i)] == p or sp[_u(i)] < p):
+                    i = quad_end[_u(i)]
+                else:
+                    i += 1
                 if i >= n:
                     p, i, fb, fq, root = p + 1, 0, -1, -1, -1
             else:

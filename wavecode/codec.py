@@ -13,7 +13,7 @@ File format (little-endian)::
 
     offset size  field
     0      3     magic b"WVC"
-    3      1     version (2)
+    3      1     version (3)
     4      4     height (uint32)
     8      4     width (uint32)
     12     1     channels (1 or 3)
@@ -43,7 +43,7 @@ from .layout import layout_from_bands
 __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 
 MAGIC = b"WVC"
-VERSION = 2  # 2: three passes per bit-plane (1: the plain scan order; not decodable by 2)
+VERSION = 3  # 3: refinements one plane late; 2: three passes per bit-plane; 1: the plain scan order
 _HEADER = struct.Struct("<3sBIIBBBBbbBB")
 HEADER_SIZE = _HEADER.size + 4
 LOSSY_FINAL_EXPONENT = -2       # in grey levels: far below what any rate in practice needs
