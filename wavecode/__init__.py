@@ -10,5 +10,5 @@ from . import _codec, _dwt, _jitcache, _lifting, _scan, context, layout
 _jitcache.purge_stale([_codec, _dwt, _lifting, _scan, context, layout])
 
 __version__ = "0.1.0"
-__all__ = ["compress", "decompress", "info", "WaveletTokenizer", "TokenizerConfig", "TokenBatch", "GrammarState", "PRESETS",
-           "TOKEN_NAMES", "SLOT_FIELDS", "SLOT_KINDS", "__version__"]
+__all__ = ["compress", "decompress", "info", "WaveletTokenizer", "TokenizerConfig", "TokenBatch",
+           "GrammarState", "PRESETS", "TOKEN_NAMES", "SLOT_FIELDS", "SLOT_KINDS", "__version__"]

@@ -234,7 +234,8 @@ def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
     dd = (abs(_nb(sgn, f, m, 16, -width - 1)) + abs(_nb(sgn, f, m, 32, -width + 1))
           + abs(_nb(sgn, f, m, 64, width - 1)) + abs(_nb(sgn, f, m, 128, width + 1)))
     par = _parent_class(sgn, pfl[_u(i)], p)
-    return C_SIG + ((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + _SIG_CLASS[_u(ori[_u(i)]), _u(hh), _u(vv), _u(dd)]
+    cls = _SIG_CLASS[_u(ori[_u(i)]), _u(hh), _u(vv), _u(dd)]
+    return C_SIG + ((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + cls
 
 
 @njit(cache=True, nogil=True, inline="always")
