@@ -18,6 +18,16 @@ from torch.nn import functional as F
 __all__ = ["StaticKVDecoder"]
 
 
+def _ln(norm, x):
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _conv1d(conv, x):
+    # transformers' Conv1D: x @ W + b with W stored (in, out)
+    y = torch.addmm(conv.bias, x.reshape(-1, x.shape[-1]), conv.weight)
+    return y.view(*x.shape[:-1], conv.weight.shape[1])
+
+
 class StaticKVDecoder:
     """Forward a :class:`WaveGPTForCausalLM` a few positions at a time over a static cache.
 
@@ -55,6 +65,8 @@ class StaticKVDecoder:
 
         ``valid`` (B, S) bool marks real positions (False: left padding, never attended to).
         """
+        if self.model.training:
+            raise ValueError("the static cache is for inference: call model.eval() first")
         b, s, c = embeds.shape
         t0, t1 = self.t, self.t + s
         if t1 > self.max_len:
@@ -77,15 +89,18 @@ class StaticKVDecoder:
             eye[:, t0:t1] = torch.eye(s, dtype=torch.bool, device=x.device)
             mask = (mask | eye[None])[:, None]                                     # (B, 1, S, T1)
         for layer, block in enumerate(self.blocks):
-            h = block.ln_1(x)
-            q, k, v = block.attn.c_attn(h).split(c, dim=2)                        # (B, S, C)
+            # GPT-2's block with the modules' own ops called directly (same results): at a few
+            # rows per step, module dispatch costs as much as the arithmetic
+            h = _ln(block.ln_1, x)
+            q, k, v = _conv1d(block.attn.c_attn, h).split(c, dim=2)               # (B, S, C)
             q = q.view(b, s, self.n_head, self.head_dim).transpose(1, 2)           # (B, H, S, D)
             self.k[layer, :, :, t0:t1] = k.view(b, s, self.n_head, self.head_dim).transpose(1, 2)
             self.v[layer, :, :, t0:t1] = v.view(b, s, self.n_head, self.head_dim).transpose(1, 2)
             o = F.scaled_dot_product_attention(q, self.k[layer, :, :, :t1],
                                                self.v[layer, :, :, :t1], attn_mask=mask)
-            x = x + block.attn.c_proj(o.transpose(1, 2).reshape(b, s, c))          # (B, S, C)
-            x = x + block.mlp(block.ln_2(x))
+            x = x + _conv1d(block.attn.c_proj, o.transpose(1, 2).reshape(b, s, c))  # (B, S, C)
+            mlp = block.mlp
+            x = x + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, _ln(block.ln_2, x))))
         self.t = t1
         x = self.model.transformer.ln_f(x)
         return self.model.lm_head(x)[..., :self.model.config.n_tokens]   # (B, S, K)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2LMHeadModel
 
 from wavecode.context import N_CONTEXTS
@@ -38,11 +39,23 @@ class SlotEmbedding(nn.Module):
         self.tables = nn.ModuleList(nn.Embedding(n, d) for n in sizes)
         self.start = nn.Parameter(torch.zeros(d))
 
+    def _index(self, device):
+        # per-field offsets into the concatenated tables and the largest index of each field;
+        # plain attributes, not buffers, so checkpoints keep their keys
+        if getattr(self, "_cached", None) is None or self._cached[0].device != device:
+            top = torch.tensor([n - 1 for n in self.sizes], device=device)
+            off = torch.tensor([0] + self.sizes[:-1], device=device).cumsum(0)
+            self._cached = (top, off)
+        return self._cached
+
     def forward(self, slots: torch.Tensor) -> torch.Tensor:  # (B, T, 7) -> (B, T, C)
         none = slots[..., 0] < 0                                   # (B, T)
-        out = 0
-        for k, (table, n) in enumerate(zip(self.tables, self.sizes)):
-            out = out + table(slots[..., k].clamp(0, n - 1))       # (B, T, C)
+        top, off = self._index(slots.device)
+        idx = torch.minimum(slots.clamp(min=0), top) + off         # (B, T, 7)
+        weight = torch.cat([t.weight for t in self.tables])        # (sum of sizes, C)
+        # one bag of 7 rows per position, summed in field order: one op instead of 28
+        out = F.embedding_bag(idx.reshape(-1, SLOT_COLUMNS), weight, mode="sum")
+        out = out.view(*slots.shape[:-1], -1)                      # (B, T, C)
         return torch.where(none[..., None], self.start.expand_as(out), out)
 
 
