@@ -252,6 +252,17 @@ def _block_state(i, ids, nsig, pos):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _sig_neighbour(i, sgn, flat, nbm, width):
+    """Is one of the 8 neighbours of entry ``i`` (in its subband) significant?"""
+    f = flat[_u(i)]
+    m = nbm[_u(i)]
+    return (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 2, 1) != 0
+            or _nb(sgn, f, m, 4, -width) != 0 or _nb(sgn, f, m, 8, width) != 0
+            or _nb(sgn, f, m, 16, -width - 1) != 0 or _nb(sgn, f, m, 32, -width + 1) != 0
+            or _nb(sgn, f, m, 64, width - 1) != 0 or _nb(sgn, f, m, 128, width + 1) != 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _ctx_sign(i, sgn, flat, nbm, cb, width):
     f = flat[_u(i)]
     m = nbm[_u(i)]
@@ -278,7 +289,11 @@ def _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width):
 # Each bit-plane is coded in three passes over the scan (EBCOT's idea, on the language's tokens):
 #   P  propagation: the significance decisions of not-yet-significant coefficients whose 2x2
 #      block already holds a coefficient significant since an earlier plane (likely to become
-#      significant; no group decision can concern them, so moving them keeps the token set);
+#      significant; no group decision can concern them, so moving them keeps the token set),
+#      and the whole token group (Group2x2, or its coefficient decisions) of each empty 2x2
+#      block that lies in a 4x4 block holding a significant coefficient and has a significant
+#      8-neighbour (EBCOT's propagation by neighbourhood; such a group opens no forced unit
+#      beyond itself, so it too moves without changing a token);
 #   S  the scan itself, skipping what P coded and every refinement;
 #   R  refinements, one plane late: round ``pp`` codes the refinement tokens of plane ``pp - 1``
 #      (of every coefficient significant by then, including the one a new significant
@@ -338,10 +353,11 @@ def _next_phase(ph, pp, nplanes):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig):
+def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, groups):
     """The first entry from ``j`` (a 2x2 block start or a lone coefficient) in a 2x2 block that
-    holds a significant coefficient, or a lone coefficient: the P and R passes jump over empty
-    4x4 and 2x2 blocks (which fine subbands are mostly made of) instead of walking them."""
+    holds a significant coefficient, or a lone coefficient -- with ``groups``, also the start of
+    an empty 2x2 block inside a 4x4 block that holds one: the P and R passes jump over empty
+    4x4 (and 2x2) blocks, which fine subbands are mostly made of, instead of walking them."""
     while j < n:
         b = blk[_u(j)]
         if b >= 0 and bsig[_u(b)] == 0:
@@ -349,6 +365,8 @@ def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig):
             continue
         q = quad[_u(j)]
         if q >= 0 and qsig[_u(q)] == 0:
+            if groups and b >= 0:
+                return j
             j = quad_end[_u(j)]
             continue
         return j
@@ -388,9 +406,10 @@ def _make_code(enc):
         count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
         while ph != PH_DONE and not _stop(enc, st, budget, buf):
             if ph != PH_S:  # P or R: only 2x2 blocks that hold a significant coefficient
-                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig)
+                grp = ph == PH_P
+                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, grp)
                 while j < n and not _pass_codes(ph, j, pp, sig, sp, quad):
-                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig)
+                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig, grp)
                 if j >= n:
                     ph, pp = _next_phase(ph, pp, nplanes)
                     j = 0
@@ -399,6 +418,57 @@ def _make_code(enc):
                     continue
                 t = _POW2[exponent - pp + _POW2_BIAS]
                 want = 0
+                if ph == PH_P and qsig[_u(quad[_u(j)])] == 0:
+                    # an empty 2x2 block of a 4x4 block that holds a significant coefficient:
+                    # its whole token group (Group2x2, or its coefficient decisions) here, as
+                    # the scan would code it (no forced unit reaches outside it)
+                    q = quad[_u(j)]
+                    e = quad_end[_u(j)]
+                    near = False
+                    for jj in range(j, e):
+                        near = near or _sig_neighbour(jj, sgn, flat, nbm, width)
+                    if not near:        # left to the scan pass
+                        j = e
+                        continue
+                    for jj in range(j, e):
+                        vis[_u(jj)] = pp
+                    if enc:
+                        want = np.int64(qmax[_u(q)] >= t)
+                    if _bit(enc, st, buf, p1, p2,
+                            _ctx_group(1, j, pp, sgn, flat, nbm, pfl, cb, width,
+                                       _block_state(j, blk, bsig, bpos)), want) == 0:
+                        count += 1
+                        j = e
+                        continue
+                    halted = False
+                    for jj in range(j, e):
+                        significant = 1
+                        if jj < e - 1 or qsig[_u(q)] > 0:   # else: the last, forced
+                            if _halt(enc, st, budget):
+                                halted = True
+                                break
+                            if enc:
+                                want = np.int64(mags[_u(jj)] >= t)
+                            significant = _bit(enc, st, buf, p1, p2,
+                                               _ctx_sig(jj, pp, sgn, flat, nbm, pfl, cb, ori,
+                                                        width, _block_state(jj, quad, qsig,
+                                                                            qpos)), want)
+                        if significant:
+                            if _halt(enc, st, budget):
+                                halted = True
+                                break
+                            ctx, xr = _ctx_sign(jj, sgn, flat, nbm, cb, width)
+                            neg = _bit(enc, st, buf, p1, p2, ctx,
+                                       (np.int64(enc and vals[_u(jj)] < 0)) ^ xr) ^ xr
+                            sgn[_u(flat[_u(jj)])] = -(pp + 1) if neg else pp + 1
+                            sp[_u(jj)] = pp
+                            _apply(NSN if neg else NSP, pp, jj, K_COEF, -1, -1, -1, t, n, sig,
+                                   bsig, qsig, approx, blk, blk_end, quad, quad_end)
+                        count += 1
+                    if halted:
+                        break
+                    j = e
+                    continue
                 if ph == PH_P:
                     if enc:
                         want = np.int64(mags[_u(j)] >= t)
