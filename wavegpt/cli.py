@@ -86,13 +86,14 @@ def _cmd_sample(args) -> int:
     from wavecode.imageio import write_image
     from wavecode.viz import grid
 
+    from .device import resolve_device
     from .modeling_wavegpt import WaveGPTForCausalLM
     from .sample import cut_prefix, sample
 
     run = Path(args.checkpoint)
     if not (run / "model" / "config.json").exists():
         raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")
-    model = WaveGPTForCausalLM.from_pretrained(run / "model")
+    model = WaveGPTForCausalLM.from_pretrained(run / "model").to(resolve_device(args.device))
     streams = model.config.token_kind == "wavelet"
     tok = WaveletTokenizer.from_meta(model.config.tokenizer) if streams else None
     prefix = None
@@ -165,7 +166,8 @@ def _cmd_evaluate(args) -> int:
     res = evaluate_run(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir,
                        cache_dir=args.cache_dir, n_per_class=args.n, test_images=args.test_images,
                        top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
-                       cfg=args.cfg, seed=args.seed, progress=not args.quiet)
+                       cfg=args.cfg, seed=args.seed, progress=not args.quiet,
+                       batch_size=args.batch_size, device=args.device)
     print(json.dumps(res, indent=1))
     return 0
 
@@ -196,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--time-budget", type=float, help="stop after this many training seconds")
     p.add_argument("--eval-images", type=int, help="test images for the reconstruction PSNR")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train_tokenizer)
@@ -235,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="log scalars and sample grids to <out>/tb")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -257,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip", help="also write a progressive strip (PNG, a row per sample)")
     p.add_argument("--gif", help="also write the grid as tokens arrive (animated GIF)")
     p.add_argument("--frames", type=int, default=10, help="frames of the strip / GIF")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_cmd_sample)
@@ -274,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--cfg", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=100, help="samples drawn at a time")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
     return ap

@@ -151,7 +151,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
                  cache_dir: str = ".cache/wavegpt", n_per_class: int = 100,
                  test_images: int = 1000, top_k: int | None = None, top_p: float | None = None,
                  temperature: float = 1.0, cfg: float = 1.0, batch_size: int = 100, seed: int = 0,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, device: str = "auto") -> dict:
     """Everything ``wavegpt evaluate`` reports, for a run folder; also writes
     ``eval.json`` and ``eval_samples.png`` (one row per class) into it."""
     import json
@@ -163,6 +163,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
     from wavecode.viz import grid
 
     from .data import codes_cached, load_images, tokenize_cached
+    from .device import resolve_device
     from .modeling_wavegpt import WaveGPTForCausalLM
     from .sample import sample
     from .tokenizers import tokenizer_from_meta
@@ -180,7 +181,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
             dataset = torch.load(run / "trainer.pt", weights_only=False)["config"]["dataset"]
         else:
             raise ValueError(f"{run}: no train_config.json; give --dataset")
-    model = WaveGPTForCausalLM.from_pretrained(run / "model")
+    model = WaveGPTForCausalLM.from_pretrained(run / "model").to(resolve_device(device))
     tok = tokenizer_from_meta(model.config.tokenizer, run)
     streams = model.config.token_kind == "wavelet"
     digits = dataset in ("mnist", "fashion-mnist")      # the CNN is for 28x28 grayscale sets
@@ -210,6 +211,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
               "test_bits_per_image": bits, "test_images": int(len(test)),
               "tokens_per_sample": float(np.concatenate(lengths).mean()),
               "sampling_images_per_s": len(classes) / sample_s,
+              "device": str(next(model.parameters()).device),
               "tokenizer_psnr_db": psnr(real, recon)}
     if digits:
         acc, per = class_accuracy(clf, images, classes)

@@ -112,7 +112,11 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     ``exponents`` default to draws from ``run_dir/exponents.json`` (or the prefix's). ``cfg`` > 1
     mixes in the null-class prediction (classifier-free guidance). ``prefix`` continues the given
     streams (one per class entry) instead of starting from nothing. ``max_tokens`` caps the
-    stream length (a coarser image: any prefix decodes).
+    stream length (a coarser image: any prefix decodes); without it (and without a budget in the
+    language) streams stop at the longest training stream.
+
+    The model may sit on any device; the grammar mask, filters and draws run on the CPU, so a
+    seed gives the same draws wherever the logits come from.
 
     For band-code and pixel models (``model.config.token_kind``) the tokens come back as an
     array (B, L), ``prefix`` is such an array (B, n), ``tokenizer`` defaults to the run folder's
@@ -170,8 +174,11 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     # the longest stream: two tokens per coefficient per bit-plane, or the budget
     bound = int(2 * tok.layout.size * max(1, max(tok.max_planes(int(x)) for x in exponents)))
     max_tokens = max_tokens or tok.config.max_tokens        # the language's budget, if any
-    limit = min(bound, int(max_tokens)) if max_tokens else bound
-    if config.use_abs_pos:                      # the position table ends there
+    # without a budget, streams stop at the longest training stream (``n_positions`` - 1): the
+    # model never saw a longer one, and the static cache stays that size (a cut stream still
+    # decodes); a budget may go beyond it, unless GPT-2's position table ends there
+    limit = min(bound, int(max_tokens)) if max_tokens else min(bound, config.n_positions - 1)
+    if config.use_abs_pos:
         limit = min(limit, config.n_positions - 1)
     out_tokens = np.full((b, limit), -1, np.int64)
     for i in range(b):
@@ -194,11 +201,14 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         ctx = np.tile(ctx0[:, None], (reps, 1))
         valid = np.ones((reps * b, 1), np.bool_)
     width = ids.shape[1]
-    e = torch.from_numpy(np.tile(exponents, reps))
+    dev = next(model.parameters()).device
+    e = _on(np.tile(exponents, reps), dev)
     dec = StaticKVDecoder(model, reps * b, width + int(max(limit - n0.min(), 0)))
-    embeds = model.embed(torch.from_numpy(ids), torch.from_numpy(own), torch.from_numpy(nxt), e,
-                         torch.from_numpy(ctx) if use_ctx else None)
-    logits = dec.forward(embeds, torch.from_numpy(valid))[:, -1].float()       # (R*B, 7)
+    embeds = model.embed(_on(ids, dev), _on(own, dev), _on(nxt, dev), e,
+                         _on(ctx, dev) if use_ctx else None)
+    # the mask, filters and draws run on the CPU: the grammar state lives there, and the
+    # draws are then the same on any device
+    logits = dec.forward(embeds, _on(valid, dev))[:, -1].float().cpu()        # (R*B, 7)
     lengths = n0.copy()
     bar = tqdm(total=int(limit - n0.min()), disable=not progress, desc="sample", unit="tok")
     while True:
@@ -222,14 +232,14 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         bar.update(1)
         if (state.done | (lengths >= limit)).all():
             break
-        ids_t = torch.from_numpy(np.where(tok_t >= 0, tok_t, config.pad_id))[:, None]  # (B, 1)
-        nxt_t = torch.from_numpy(state.next_slots().astype(np.int64))[:, None]      # (B, 1, 7)
-        ctx_t = (torch.from_numpy(state.next_contexts().astype(np.int64))[:, None]
-                 .repeat(reps, 1) if use_ctx else None)                               # (B, 1)
-        embeds = model.embed(ids_t.repeat(reps, 1),
-                             torch.from_numpy(own_t)[:, None].repeat(reps, 1, 1),
-                             nxt_t.repeat(reps, 1, 1), e, ctx_t)
-        logits = dec.forward(embeds)[:, -1].float()
+        ids_t = np.where(tok_t >= 0, tok_t, config.pad_id)[:, None]                   # (B, 1)
+        nxt_t = state.next_slots().astype(np.int64)[:, None]                          # (B, 1, 7)
+        ctx_t = (_on(np.tile(state.next_contexts().astype(np.int64)[:, None], (reps, 1)), dev)
+                 if use_ctx else None)                                                # (R*B, 1)
+        embeds = model.embed(_on(np.tile(ids_t, (reps, 1)), dev),
+                             _on(np.tile(own_t[:, None], (reps, 1, 1)), dev),
+                             _on(np.tile(nxt_t, (reps, 1, 1)), dev), e, ctx_t)
+        logits = dec.forward(embeds)[:, -1].float().cpu()
     bar.close()
     batch = _batch(tok, out_tokens, lengths, exponents)
     images = tok.decode(batch)
@@ -243,6 +253,12 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         stack = ([first] if first is not None else []) + snaps + [images]
         return batch, images, np.stack(stack)
     return batch, images
+
+
+def _on(a: np.ndarray, device) -> torch.Tensor:
+    """A numpy array as a tensor on ``device``."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t if device.type == "cpu" else t.to(device, non_blocking=True)
 
 
 def _draw(logits, b, guided, cfg, temperature, top_k, top_p, gen) -> torch.Tensor:
@@ -273,6 +289,7 @@ def _sample_grid(model, classes, tok, *, top_k, top_p, temperature, cfg, seed, p
             raise ValueError(f"prefix codes must be in 0..{tok.n_tokens - 1}")
         n0 = prefix.shape[1]
     gen = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
     guided = cfg != 1.0
     reps = 2 if guided else 1
     ids = [config.class_token(c) for c in classes]
@@ -285,19 +302,20 @@ def _sample_grid(model, classes, tok, *, top_k, top_p, temperature, cfg, seed, p
         out[:, :n0] = torch.from_numpy(prefix)
         ids = torch.cat([ids, out[:, :n0].repeat(reps, 1)], 1)                    # (R*B, 1+n0)
     own = torch.cat([torch.full((1, 7), -1, dtype=torch.long), slots[:n0]])       # (1+n0, 7)
-    e = torch.zeros(reps * b, dtype=torch.long)
+    e = torch.zeros(reps * b, dtype=torch.long, device=dev)
+    slots_d = slots.to(dev)
     dec = StaticKVDecoder(model, reps * b, n)
-    embeds = model.embed(ids, own.expand(reps * b, -1, -1),
-                         slots[:n0 + 1].expand(reps * b, -1, -1), e)
-    logits = dec.forward(embeds)[:, -1].float()                                   # (R*B, K)
+    embeds = model.embed(ids.to(dev), own.to(dev).expand(reps * b, -1, -1),
+                         slots_d[:n0 + 1].expand(reps * b, -1, -1), e)
+    logits = dec.forward(embeds)[:, -1].float().cpu()                             # (R*B, K)
     for t in tqdm(range(n0, n), disable=not progress, desc="sample", unit="tok"):
         out[:, t] = _draw(logits, b, guided, cfg, temperature, top_k, top_p, gen)
         if t == n - 1:
             break
-        embeds = model.embed(out[:, t:t + 1].repeat(reps, 1),
-                             slots[t].expand(reps * b, 1, 7), slots[t + 1].expand(reps * b, 1, 7),
-                             e)
-        logits = dec.forward(embeds)[:, -1].float()
+        embeds = model.embed(out[:, t:t + 1].repeat(reps, 1).to(dev),
+                             slots_d[t].expand(reps * b, 1, 7),
+                             slots_d[t + 1].expand(reps * b, 1, 7), e)
+        logits = dec.forward(embeds)[:, -1].float().cpu()
     codes = out.numpy()
     return codes, tok.decode(codes)
 

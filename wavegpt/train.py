@@ -22,6 +22,7 @@ from ._io import atomic_dir_write
 from .batching import batch_codes, batch_streams, legal_masks
 from .configuration_wavegpt import WaveGPTConfig
 from .data import codes_cached, load_images, tokenize_cached
+from .device import autocast, resolve_device
 from .modeling_wavegpt import WaveGPTForCausalLM
 from .tokenizers import KINDS, PixelTokenizer, load_tokenizer
 
@@ -78,6 +79,8 @@ class TrainConfig:
     tokens: str = "wavelet"           # wavelet | bandvq | pixel (see wavegpt.tokenizers)
     tokenizer: str | None = None      # bandvq / pixel: a folder from `wavegpt train-tokenizer`
     palette: int = 16                 # pixel, without a tokenizer folder: k-means palette size
+    device: str = "auto"              # auto (CUDA when there is one) | cpu | cuda | cuda:N
+    precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
 
 
 def _bucketed(perm: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: int) -> np.ndarray:
@@ -124,8 +127,9 @@ def _build(cfg: TrainConfig, tok, max_len: int) -> WaveGPTForCausalLM:
     return WaveGPTForCausalLM(mcfg)
 
 
-def _inputs(data, idx, labels, config, tok, masked: bool) -> dict:
-    """Model inputs (without attention mask) of the sequences ``idx`` of a data set."""
+def _inputs(data, idx, labels, config, tok, masked: bool, device=None) -> dict:
+    """Model inputs (without attention mask) of the sequences ``idx`` of a data set, on
+    ``device``."""
     if config.token_kind != "wavelet":
         inputs = batch_codes(data.codes[idx], labels, config, tok.slots)
     else:
@@ -136,6 +140,8 @@ def _inputs(data, idx, labels, config, tok, masked: bool) -> dict:
     # sequences are right-padded and attention is causal, so no real token sees a pad:
     # without a mask, SDPA takes its fused causal kernel
     inputs.pop("attention_mask")
+    if device is not None and torch.device(device).type != "cpu":
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
     return inputs
 
 
@@ -144,10 +150,11 @@ def evaluate_bits(model, data, tok, n: int, batch_size: int = 16, masked: bool =
     """Mean bits per image (summed token NLL; wavelet streams grammar-masked) over the first
     ``n`` sequences."""
     model.eval()
+    dev = next(model.parameters()).device
     total, count = 0.0, 0
     for s in range(0, min(n, len(data)), batch_size):
         idx = np.arange(s, min(s + batch_size, n, len(data)))
-        inputs = _inputs(data, idx, data.labels[idx], model.config, tok, masked)
+        inputs = _inputs(data, idx, data.labels[idx], model.config, tok, masked, dev)
         labels = inputs.pop("labels")
         logp = model(**inputs).logits.float().log_softmax(-1)               # (B, T, 7)
         keep = labels != -100
@@ -210,14 +217,17 @@ def tokenization_of(cfg: TrainConfig, run_dir=None):
     return tok
 
 
-def _distributed():
-    """(world size, rank), joining the process group when started by ``torchrun``."""
+def _distributed(device: torch.device):
+    """(world size, rank), joining the process group when started by ``torchrun`` (NCCL
+    between GPUs, gloo between CPU processes)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 1, 0
     import torch.distributed as dist
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return world, dist.get_rank()
 
 
@@ -255,7 +265,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     """
     from tqdm import tqdm
 
-    world, rank = _distributed()
+    device = resolve_device(cfg.device)
+    world, rank = _distributed(device)
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} does not split over {world} processes")
     if cfg.steps <= 0 and not cfg.time_budget:
@@ -277,6 +288,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     else:
         model = _build(cfg, tok, max_len)
         state = None
+    model.to(device)
+    amp = autocast(device, cfg.precision)     # validates cfg.precision before any work
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -298,6 +311,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         clock["elapsed"] = elapsed
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
     else:
         torch.manual_seed(cfg.seed + 1)
     if main_proc:
@@ -310,7 +325,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
-        net = DistributedDataParallel(model)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None)
     writer = None
     if cfg.tensorboard and main_proc:
         try:
@@ -327,7 +343,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                 "order": order, "cursor": cursor, "elapsed": elapsed,
                 "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "config": asdict(cfg)}
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "config": asdict(cfg)}
         tmp = out / ".trainer.pt.tmp"
         torch.save(blob, tmp)
         os.replace(tmp, out / "trainer.pt")
@@ -353,9 +371,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             labels = data.labels[idx].copy()
             labels[rng.random(len(idx)) < cfg.null_class_prob] = model.config.num_classes
             inputs = _inputs(data, idx[rank::world], labels[rank::world], model.config, tok,
-                             cfg.masked_loss)
+                             cfg.masked_loss, device)
             targets = inputs.pop("labels")
-            logits = net(**inputs).logits                                     # (B, T, 7)
+            with amp:
+                logits = net(**inputs).logits                                 # (B, T, 7)
             nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                                     targets.reshape(-1), ignore_index=-100,
                                                     reduction="sum")
@@ -389,7 +408,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
             over = cfg.time_budget is not None and elapsed >= cfg.time_budget
             if world > 1 and cfg.time_budget is not None:   # every process stops together
-                over = bool(_all_sum(torch.tensor(int(over)), world) > 0)
+                over = bool(_all_sum(torch.tensor(int(over), device=device), world) > 0)
             if step % cfg.ckpt_every == 0 or step == stop or over:
                 checkpoint()
             if over:

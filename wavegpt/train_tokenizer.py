@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .data import load_images
+from .device import resolve_device
 from .tokenizers import BandVQTokenizer, PixelTokenizer
 
 __all__ = ["TokenizerTrainConfig", "train_tokenizer", "psnr"]
@@ -46,6 +47,7 @@ class TokenizerTrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     time_budget: float | None = None
+    device: str = "auto"              # auto (CUDA when there is one) | cpu | cuda | cuda:N
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,6 +82,7 @@ def _fit_bandvq(cfg: TokenizerTrainConfig, images: np.ndarray, progress: bool):
     from .configuration_bandvq import BandVQConfig
     from .modeling_bandvq import BandVQModel
 
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     shape = images.shape[1:3] + ((images.shape[3],) if images.ndim == 4 else (1,))
@@ -97,18 +100,19 @@ def _fit_bandvq(cfg: TokenizerTrainConfig, images: np.ndarray, progress: bool):
     mcfg.pixel_std = float(probe.std().clamp(min=1e-3))
     model.band_mean.copy_(mean.view(1, 4, 1, 1, 1))
     model.band_std.copy_(std.view(1, 4, 1, 1, 1))
+    model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     warm = min(100, cfg.steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.45 * (1 + math.cos(
             math.pi * min(s / max(cfg.steps, 1), 1.0)))))
-    x_all = model._pixels(images)
+    x_all = model._pixels(images).to(device)
     model.train()
     elapsed, step, last = 0.0, 0, {}
     bar = tqdm(total=cfg.steps, disable=not progress, desc="bandvq", unit="step")
     while step < cfg.steps:
         t0 = time.perf_counter()
-        idx = torch.from_numpy(rng.integers(0, len(x_all), cfg.batch_size))
+        idx = torch.from_numpy(rng.integers(0, len(x_all), cfg.batch_size)).to(device)
         out = model(x_all[idx])
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
