@@ -1,3 +1,4 @@
+import gzip
 import os
 import sys
 from pathlib import Path
@@ -40,3 +41,23 @@ def fashion_test():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def write_idx(folder, images, labels):
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(images)
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+                + images.tobytes())
+    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    """A folder holding mnist/ with the 20 vendored digits as an IDX training split."""
+    from wavecode.sample_data import load_sample_digits
+    images, labels = load_sample_digits()
+    d = tmp_path_factory.mktemp("data") / "mnist"
+    write_idx(d, images, labels)
+    return d.parent

@@ -15,7 +15,7 @@ from wavegpt.modeling_wavegpt import WaveGPTForCausalLM  # noqa: E402
 from wavegpt.sample import sample  # noqa: E402
 from wavegpt.train import train  # noqa: E402
 
-from test_wavegpt_train_sample import cfg_for, idx_dir  # noqa: E402,F401
+from test_wavegpt_train_sample import cfg_for  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -34,7 +34,7 @@ def test_device_names_resolve_or_fail_with_one_line():
         autocast(torch.device("cpu"), "fp16")
 
 
-def test_bf16_autocast_trains_float32_weights(tmp_path, idx_dir):  # noqa: F811
+def test_bf16_autocast_trains_float32_weights(tmp_path, idx_dir):
     # bf16 autocast on the CPU: the same code path as on a GPU, weights stay float32
     train(cfg_for(tmp_path, idx_dir, steps=8, lr=5e-3, precision="bf16", device="cpu"),
           progress=False)
@@ -44,13 +44,13 @@ def test_bf16_autocast_trains_float32_weights(tmp_path, idx_dir):  # noqa: F811
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
-def test_cli_rejects_unknown_device(tmp_path, idx_dir, capsys):  # noqa: F811
+def test_cli_rejects_unknown_device(tmp_path, idx_dir, capsys):
     assert main(["train", "--data-dir", str(idx_dir), "--out", str(tmp_path / "run"),
                  "--steps", "1", "--device", "tpu", "--quiet"]) == 2
     assert "device" in capsys.readouterr().err
 
 
-def test_unbudgeted_samples_stop_at_the_longest_training_stream(tmp_path, idx_dir):  # noqa: F811
+def test_unbudgeted_samples_stop_at_the_longest_training_stream(tmp_path, idx_dir):
     train(cfg_for(tmp_path, idx_dir, steps=1, final_exponent=-2), progress=False)
     model = WaveGPTForCausalLM.from_pretrained(tmp_path / "run" / "model")
     longest = model.config.n_positions - 1
@@ -61,7 +61,7 @@ def test_unbudgeted_samples_stop_at_the_longest_training_stream(tmp_path, idx_di
 
 
 @cuda
-def test_cuda_training_sampling_and_cpu_agree(tmp_path, idx_dir):  # noqa: F811
+def test_cuda_training_sampling_and_cpu_agree(tmp_path, idx_dir):
     train(cfg_for(tmp_path, idx_dir, steps=8, lr=5e-3, device="cuda"), progress=False)
     losses = [json.loads(x)["loss"] for x in open(tmp_path / "run" / "log.jsonl")]
     assert losses[-1] < losses[0]
@@ -79,7 +79,7 @@ def test_cuda_training_sampling_and_cpu_agree(tmp_path, idx_dir):  # noqa: F811
 
 
 @cuda
-def test_cuda_resume_is_exact(tmp_path, idx_dir):  # noqa: F811
+def test_cuda_resume_is_exact(tmp_path, idx_dir):
     full = cfg_for(tmp_path / "a", idx_dir, steps=6, device="cuda", precision="fp32")
     train(full, progress=False)
     part = cfg_for(tmp_path / "b", idx_dir, steps=6, device="cuda", precision="fp32")

@@ -1,5 +1,4 @@
 """wavegpt end to end on a tiny IDX folder: train, resume exactly, sample legal streams, CLI."""
-import gzip
 import json
 
 import numpy as np
@@ -14,24 +13,6 @@ from wavegpt.data import tokenize_cached  # noqa: E402
 from wavegpt.modeling_wavegpt import WaveGPTForCausalLM  # noqa: E402
 from wavegpt.sample import sample  # noqa: E402
 from wavegpt.train import TrainConfig, train  # noqa: E402
-
-
-def write_idx(folder, images, labels):
-    folder.mkdir(parents=True, exist_ok=True)
-    n = len(images)
-    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
-        f.write(bytes([0, 0, 8, 3]) + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
-                + images.tobytes())
-    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.astype(np.uint8).tobytes())
-
-
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory):
-    images, labels = load_sample_digits()
-    d = tmp_path_factory.mktemp("data") / "mnist"
-    write_idx(d, images, labels)
-    return d.parent
 
 
 def cfg_for(tmp, idx_dir, **kw):
