@@ -201,3 +201,16 @@ def test_complete_stream_is_the_language_reordered(shape, lossless):
     assert not done and 0 < cut < count
     moved = cut_approx != 0
     assert np.all(np.sign(cut_approx[moved]) == np.sign(ref[moved]))
+
+
+def test_lossy_reconstruction_sits_below_the_interval_middle():
+    # |a| = 1.5 T (no refinement yet: [T, 2T)) decodes to 1.375 T; 1.25 T (one refinement:
+    # [T, 1.5 T)) to 1.25 T - T/16; the lossless path is untouched
+    from wavecode import _codec
+    out = np.zeros((1, 1, 1), np.uint8)
+    for a, want in ((96.0, 88.0), (-96.0, -88.0), (80.0, 78.0), (0.0, 0.0)):
+        _codec._pixels(np.array([a]), np.array([0]), np.ones(1), False, False, 1, 1, 1, 0, out)
+        assert out[0, 0, 0] == 128 + want, (a, out[0, 0, 0])
+    _codec._pixels(np.array([96.0]), np.array([0]), np.ones(1), True, True, 1, 1, 1, 0, out)
+    assert out[0, 0, 0] == 128 + 96
+    assert _codec._lowest_bit(96.0) == 32.0 and _codec._lowest_bit(-0.375) == 0.125
