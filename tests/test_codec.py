@@ -179,9 +179,11 @@ def test_complete_stream_is_the_language_reordered(shape, lossless):
     vals = planes.ravel()[lay.flat] * (1.0 if lossless else norms)
     final = 0 if lossless else -1
     e = int(np.frexp(np.abs(vals).max())[1]) - 1
-    payload, ntok = _codec._codec_encode(vals, e, final, 1 << 40, k, cx, w, c * h * w)
+    payload, ntok, _ = _codec._codec_encode(vals, e, final, 1 << 40, k, cx, w, c * h * w,
+                                            codec.PRIOR)
     approx = np.empty(lay.size)
-    count, complete = _codec._codec_decode(payload, e, final, k, cx, w, c * h * w, approx)
+    count, complete = _codec._codec_decode(payload, e, final, k, cx, w, c * h * w, approx,
+                                           codec.PRIOR)
     n = lay.size
     toks = np.empty(4 * n * (e - final + 2), np.uint8)
     ents, pks = np.empty(1, np.int32), np.empty(1, np.uint8)
@@ -197,7 +199,7 @@ def test_complete_stream_is_the_language_reordered(shape, lossless):
     # and a cut mid-stream decodes to fewer tokens, each coefficient on its way to the final one
     cut_approx = np.empty(lay.size)
     cut, done = _codec._codec_decode(payload[:len(payload) // 2], e, final, k, cx, w, c * h * w,
-                                     cut_approx)
+                                     cut_approx, codec.PRIOR)
     assert not done and 0 < cut < count
     moved = cut_approx != 0
     assert np.all(np.sign(cut_approx[moved]) == np.sign(ref[moved]))
@@ -214,3 +216,21 @@ def test_lossy_reconstruction_sits_below_the_interval_middle():
     _codec._pixels(np.array([96.0]), np.array([0]), np.ones(1), True, True, 1, 1, 1, 0, out)
     assert out[0, 0, 0] == 128 + 96
     assert _codec._lowest_bit(96.0) == 32.0 and _codec._lowest_bit(-0.375) == 0.125
+
+
+def test_trained_prior_is_a_valid_coder_state_and_shortens_files():
+    # probabilities strictly inside (0, 1) (the range coder needs both symbols codable) and
+    # counts the adaptation-rate table covers; the learned state must pay off on a real image
+    from wavecode import _codec, codec
+    p, n = codec.PRIOR[:, 0], codec.PRIOR[:, 1]
+    assert codec.PRIOR.shape == (_codec.N_CTX, 2)
+    assert p.min() > 0 and p.max() < 1 << _codec.PROB_BITS
+    assert n.min() >= 0 and n.max() < len(_codec._RATE) - 1
+    img = smooth_image((96, 128, 3), seed=5)
+    a = codec._check_image(img)
+    flat = codec._run_encoder(a, False, 1 << 30, _codec.FLAT_PRIOR)[3]
+    learned = codec._run_encoder(a, False, 1 << 30, codec.PRIOR)[3]
+    assert len(learned) < len(flat)
+    # the state the training script learns from: flat prior, counts of the decisions seen
+    state = codec.coder_state(img, 0.5)
+    assert state.shape == (_codec.N_CTX, 2) and state[:, 1].max() > 0

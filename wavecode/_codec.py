@@ -60,6 +60,10 @@ C_SIGN = C_SIG + N_QSTATE * 162         # 10: chroma * 5 + sign class
 C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
 N_CTX = C_REF + 12
 
+#: the flat initial coder state (probability 1/2, no count): what ``prior`` replaces
+FLAT_PRIOR = np.zeros((N_CTX, 2), np.int64)
+FLAT_PRIOR[:, 0] = _P_ONE // 2
+
 # JPEG 2000 sign coding: (h + 1, v + 1) -> context, xor bit
 _SIGN_CTX = np.array([[4, 3, 2], [1, 0, 1], [2, 3, 4]], np.int64)
 _SIGN_XOR = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.int64)
@@ -575,8 +579,10 @@ _decode_pass = _make_code(False)
 
 
 @njit(cache=True, nogil=True)
-def _start(n, nplanes, nblk, nquad, total):
-    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2)."""
+def _start(n, nplanes, nblk, nquad, total, prior):
+    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2); the
+    probabilities start from ``prior`` (N_CTX, 2): the probability of a 0 (of 2**16) and a count
+    that sets how fast each context first adapts (as if it had seen that many decisions)."""
     approx = np.empty(n, np.float64)
     sig = np.empty(n, np.uint8)
     bsig = np.empty(max(nblk, 1), np.int32)
@@ -585,9 +591,8 @@ def _start(n, nplanes, nblk, nquad, total):
     sgn = np.zeros(total, np.int8)  # sign of every significant coefficient, pyramid layout
     sp = np.zeros(n, np.int16)      # the plane it became significant in
     vis = np.full(n, -1, np.int16)  # the last plane whose P pass coded it
-    p1 = np.full(N_CTX, _P_ONE // 2, np.int64)
-    p2 = np.zeros((N_CTX, 2), np.int64)
-    p2[:, 0] = _P_ONE // 2
+    p1 = prior[:, 0].copy()
+    p2 = prior.copy()
     cur = np.zeros(N_CURSOR, np.int64)
     cur[_CFB] = -1
     cur[_CFQ] = -1
@@ -597,13 +602,14 @@ def _start(n, nplanes, nblk, nquad, total):
 
 
 @njit(cache=True, nogil=True)
-def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total):
+def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total, prior):
     """Entropy-code the scan of ``vals`` (coefficients in scan order) until the stream ends or
-    ``budget`` bytes are written. Returns (bytes, number of tokens coded)."""
+    ``budget`` bytes are written. Returns (bytes, number of tokens coded, the final
+    probability state (N_CTX, 2): what ``benchmarks/train_codec_prior.py`` learns from)."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total, prior)
     mags = np.empty(n, np.float64)
     bmax = np.zeros(max(nblk, 1), np.float64)
     qmax = np.zeros(max(nquad, 1), np.float64)
@@ -633,17 +639,17 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total)
         out = bigger
     for _ in range(5):
         _enc_shift(st, out)
-    return out[:st[4]], cur[_CN]
+    return out[:st[4]], cur[_CN], p2
 
 
 @njit(cache=True, nogil=True)
-def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_out):
+def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_out, prior):
     """Decode as many tokens as ``data`` determines into ``approx_out`` (scan order). Returns the
     number of tokens and whether the stream was complete."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = approx_out.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total, prior)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
     st[1] = 0xFFFFFFFF

@@ -13,7 +13,7 @@ File format (little-endian)::
 
     offset size  field
     0      3     magic b"WVC"
-    3      1     version (3)
+    3      1     version (4)
     4      4     height (uint32)
     8      4     width (uint32)
     12     1     channels (1 or 3)
@@ -36,6 +36,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import _codec
+from ._codec_prior import PRIOR
 from ._lifting import _fwd2d, codec_bands
 from ._scan import YCBCR
 from .layout import layout_from_bands
@@ -43,7 +44,7 @@ from .layout import layout_from_bands
 __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 
 MAGIC = b"WVC"
-VERSION = 3  # 3: refinements one plane late; 2: three passes per bit-plane; 1: the plain scan order
+VERSION = 4  # 4: trained initial probabilities; 3: refinements one plane late; 2: three passes per bit-plane; 1: the plain scan order
 _HEADER = struct.Struct("<3sBIIBBBBbbBB")
 HEADER_SIZE = _HEADER.size + 4
 LOSSY_FINAL_EXPONENT = -2       # in grey levels: far below what any rate in practice needs
@@ -158,7 +159,8 @@ def _coefficients(a: np.ndarray, lossless: bool):
     return planes, levels
 
 
-def _encode(a: np.ndarray, lossless: bool, budget: int) -> bytes:
+def _run_encoder(a: np.ndarray, lossless: bool, budget: int, prior: np.ndarray):
+    """(levels, exponent, final exponent, payload, final coder state) of an image."""
     h, w = a.shape[:2]
     planes, levels = _coefficients(a, lossless)
     c = planes.shape[0]
@@ -169,7 +171,24 @@ def _encode(a: np.ndarray, lossless: bool, budget: int) -> bytes:
     mx = float(np.abs(vals).max()) if vals.size else 0.0
     final = 0 if lossless else LOSSY_FINAL_EXPONENT
     exponent = final - 1 if mx == 0 else int(np.frexp(mx)[1]) - 1
-    payload, _ = _codec._codec_encode(vals, exponent, final, budget, k, cx, w, c * h * w)
+    payload, _, state = _codec._codec_encode(vals, exponent, final, budget, k, cx, w, c * h * w,
+                                             prior)
+    return levels, exponent, final, payload, state
+
+
+def coder_state(image, bpp: float, prior: np.ndarray | None = None) -> np.ndarray:
+    """The coder's probability state (N_CTX, 2) after lossy-coding ``image`` to ``bpp``, starting
+    from ``prior`` (default: flat): the statistics ``benchmarks/train_codec_prior.py`` learns
+    the initial state from."""
+    a = _check_image(image)
+    budget = max(int(bpp * a.shape[0] * a.shape[1] / 8) - HEADER_SIZE, 0)
+    return _run_encoder(a, False, budget, _codec.FLAT_PRIOR if prior is None else prior)[4]
+
+
+def _encode(a: np.ndarray, lossless: bool, budget: int) -> bytes:
+    h, w = a.shape[:2]
+    c = 1 if a.ndim == 2 else 3
+    levels, exponent, final, payload, _ = _run_encoder(a, lossless, budget, PRIOR)
     head = _HEADER.pack(MAGIC, VERSION, h, w, c, levels, 1 if lossless else 0, 8, exponent, final,
                         (2 if lossless else 1) if c == 3 else 0, 0)
     return head + struct.pack("<I", zlib.crc32(head)) + payload.tobytes()
@@ -274,7 +293,7 @@ def decompress(data, *, max_bytes: int | None = None, return_complete: bool = Fa
     payload = np.frombuffer(b, np.uint8, offset=HEADER_SIZE)
     approx = np.empty(lay.size, np.float64)
     _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k, cx, w,
-                                       c * h * w, approx)
+                                       c * h * w, approx, PRIOR)
     out = np.empty((h, w, c), np.uint8)
     _codec._pixels(approx, lay.flat, norms, lossless, complete, c, h, w, levels, out)
     img = out[..., 0] if c == 1 else out
