@@ -12,7 +12,7 @@ from wavegpt.evaluate import (class_accuracy, frechet_distance,  # noqa: E402
                               train_classifier)
 from wavegpt.hf_generate import generate_hf  # noqa: E402
 from wavegpt.kv_cache import StaticKVDecoder  # noqa: E402
-from wavegpt.sample import cut_prefix, sample  # noqa: E402
+from wavegpt.sample import cut_prefix, sample, stream_limit  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +75,19 @@ def test_sampled_streams_are_legal_with_every_option(data):
     tok, _, _ = data
     model = tiny(tok)
     for kw in (dict(top_k=2), dict(top_p=0.5), dict(temperature=0.5, cfg=2.0)):
-        batch, images = sample(model, [1, 2, 3], exponents=[0, 0, 1], seed=4, **kw)
+        # a budget past the grammar's bound: this untrained model rambles, and each stream must
+        # still end exactly where the grammar says it is complete
+        batch, images = sample(model, [1, 2, 3], exponents=[0, 0, 1], seed=4, max_tokens=10**5,
+                               **kw)
         assert np.allclose(tok.decode(batch), images)       # decode re-checks every token
         st = tok.start(3, batch.exponents)
         for t in range(int(batch.lengths.max())):
             st.step(np.array([batch.stream(i)[t] if t < batch.lengths[i] else -1
                               for i in range(3)]))
         assert st.done.all()
+    # without a budget, streams stop at the longest training stream at the latest
+    batch, _ = sample(model, [1, 2], exponents=[0, 0], seed=4)
+    assert batch.lengths.max() <= stream_limit(model.config, tok, [0, 0]) == 599
     with pytest.raises(ValueError, match="classes must be"):
         sample(model, [11], exponents=[0])
 

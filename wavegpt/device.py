@@ -7,7 +7,7 @@ import os
 
 import torch
 
-__all__ = ["resolve_device", "autocast", "PRECISIONS"]
+__all__ = ["resolve_device", "autocast", "attention_kernels", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -43,3 +43,15 @@ def autocast(device: torch.device, precision: str = "auto"):
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def attention_kernels(device: torch.device):
+    """A context for attention on ``device``: on CUDA, SDPA's flash / memory-efficient / math
+    kernels but not cuDNN's, which plans per sequence length -- a decoder that grows by one
+    position a step re-plans at every step (measured on an H100: 68-77 ms per bf16 decoding
+    step with it, 3.0 ms without). Nothing on the CPU. Single use: call it for each ``with``."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH])

@@ -15,6 +15,8 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria,
 
 from wavecode import TokenBatch, WaveletTokenizer
 
+from .sample import stream_limit
+
 __all__ = ["GrammarTracker", "GrammarLogitsProcessor", "GrammarStoppingCriteria", "generate_hf"]
 
 
@@ -74,10 +76,7 @@ def generate_hf(model, classes, exponents, top_k: int | None = None, seed: int =
     classes = np.asarray(classes, np.int64)
     exponents = np.asarray(exponents, np.int64)
     tracker = GrammarTracker(tok.start(len(classes), exponents))
-    bound = int(2 * tok.layout.size * max(tok.max_planes(int(x)) for x in exponents))
-    max_tokens = max_tokens or tok.config.max_tokens
-    if max_tokens:
-        bound = min(bound, int(max_tokens))
+    bound = stream_limit(model.config, tok, exponents, max_tokens)   # as the sampler's
     ids = torch.tensor([[model.config.class_token(c)] for c in classes])
     torch.manual_seed(seed)
     model.eval()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from .device import attention_kernels
+
 __all__ = ["StaticKVDecoder"]
 
 
@@ -88,6 +90,14 @@ class StaticKVDecoder:
             eye = torch.zeros(s, t1, dtype=torch.bool, device=x.device)
             eye[:, t0:t1] = torch.eye(s, dtype=torch.bool, device=x.device)
             mask = (mask | eye[None])[:, None]                                     # (B, 1, S, T1)
+        with attention_kernels(x.device):
+            x = self._blocks(x, mask, t0, t1)
+        self.t = t1
+        x = self.model.transformer.ln_f(x)
+        return self.model.lm_head(x)[..., :self.model.config.n_tokens]   # (B, S, K)
+
+    def _blocks(self, x, mask, t0: int, t1: int) -> torch.Tensor:
+        b, s, c = x.shape
         for layer, block in enumerate(self.blocks):
             # GPT-2's block with the modules' own ops called directly (same results): at a few
             # rows per step, module dispatch costs as much as the arithmetic
@@ -101,6 +111,4 @@ class StaticKVDecoder:
             x = x + _conv1d(block.attn.c_proj, o.transpose(1, 2).reshape(b, s, c))  # (B, S, C)
             mlp = block.mlp
             x = x + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, _ln(block.ln_2, x))))
-        self.t = t1
-        x = self.model.transformer.ln_f(x)
-        return self.model.lm_head(x)[..., :self.model.config.n_tokens]   # (B, S, K)
+        return x

@@ -21,7 +21,7 @@ from wavecode import TokenBatch, WaveletTokenizer
 from .kv_cache import StaticKVDecoder
 from .tokenizers import tokenizer_from_meta
 
-__all__ = ["draw_exponents", "sample", "cut_prefix"]
+__all__ = ["draw_exponents", "sample", "cut_prefix", "stream_limit"]
 
 
 def draw_exponents(table: dict, classes, rng) -> np.ndarray:
@@ -171,15 +171,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     reps = 2 if guided else 1
     cls_ids = [config.class_token(c) for c in classes]
     null_ids = [config.class_token(config.num_classes)] * b
-    # the longest stream: two tokens per coefficient per bit-plane, or the budget
-    bound = int(2 * tok.layout.size * max(1, max(tok.max_planes(int(x)) for x in exponents)))
-    max_tokens = max_tokens or tok.config.max_tokens        # the language's budget, if any
-    # without a budget, streams stop at the longest training stream (``n_positions`` - 1): the
-    # model never saw a longer one, and the static cache stays that size (a cut stream still
-    # decodes); a budget may go beyond it, unless GPT-2's position table ends there
-    limit = min(bound, int(max_tokens)) if max_tokens else min(bound, config.n_positions - 1)
-    if config.use_abs_pos:
-        limit = min(limit, config.n_positions - 1)
+    limit = stream_limit(config, tok, exponents, max_tokens)
     out_tokens = np.full((b, limit), -1, np.int64)
     for i in range(b):
         n = min(int(n0[i]), limit)
@@ -253,6 +245,20 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         stack = ([first] if first is not None else []) + snaps + [images]
         return batch, images, np.stack(stack)
     return batch, images
+
+
+def stream_limit(config, tok, exponents, max_tokens: int | None = None) -> int:
+    """The most tokens a sampled stream may have: ``max_tokens`` (or the language's budget);
+    without one, the longest training stream (``n_positions`` - 1) -- the model never saw a
+    longer one, and the static cache stays that size (a cut stream still decodes). Never more
+    than the grammar allows (two tokens per coefficient per bit-plane), nor, with GPT-2's
+    position table, than the table holds."""
+    bound = int(2 * tok.layout.size * max(1, max(tok.max_planes(int(x)) for x in exponents)))
+    max_tokens = max_tokens or tok.config.max_tokens
+    limit = min(bound, int(max_tokens)) if max_tokens else min(bound, config.n_positions - 1)
+    if config.use_abs_pos:
+        limit = min(limit, config.n_positions - 1)
+    return limit
 
 
 def _on(a: np.ndarray, device) -> torch.Tensor:

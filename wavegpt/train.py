@@ -22,7 +22,7 @@ from ._io import atomic_dir_write
 from .batching import batch_codes, batch_streams, legal_masks
 from .configuration_wavegpt import WaveGPTConfig
 from .data import codes_cached, load_images, tokenize_cached
-from .device import autocast, resolve_device
+from .device import attention_kernels, autocast, resolve_device
 from .modeling_wavegpt import WaveGPTForCausalLM
 from .tokenizers import KINDS, PixelTokenizer, load_tokenizer
 
@@ -373,7 +373,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             inputs = _inputs(data, idx[rank::world], labels[rank::world], model.config, tok,
                              cfg.masked_loss, device)
             targets = inputs.pop("labels")
-            with amp:
+            with amp, attention_kernels(device):
                 logits = net(**inputs).logits                                 # (B, T, 7)
             nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                                     targets.reshape(-1), ignore_index=-100,
