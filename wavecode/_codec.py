@@ -609,7 +609,8 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total, prior)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total,
+                                                                prior)
     mags = np.empty(n, np.float64)
     bmax = np.zeros(max(nblk, 1), np.float64)
     qmax = np.zeros(max(nquad, 1), np.float64)
@@ -649,7 +650,8 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = approx_out.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total, prior)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total,
+                                                                prior)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
     st[1] = 0xFFFFFFFF

@@ -44,7 +44,9 @@ from .layout import layout_from_bands
 __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 
 MAGIC = b"WVC"
-VERSION = 4  # 4: trained initial probabilities; 3: refinements one plane late; 2: three passes per bit-plane; 1: the plain scan order
+# 4: trained initial probabilities; 3: refinements one plane late; 2: three passes per bit-plane;
+# 1: the plain scan order
+VERSION = 4
 _HEADER = struct.Struct("<3sBIIBBBBbbBB")
 HEADER_SIZE = _HEADER.size + 4
 LOSSY_FINAL_EXPONENT = -2       # in grey levels: far below what any rate in practice needs

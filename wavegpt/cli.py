@@ -172,6 +172,11 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_device(p) -> None:
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="wavegpt", description="A GPT over the wavelet language.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -198,8 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--time-budget", type=float, help="stop after this many training seconds")
     p.add_argument("--eval-images", type=int, help="test images for the reconstruction PSNR")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    _add_device(p)
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train_tokenizer)
@@ -239,8 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="log scalars and sample grids to <out>/tb")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    _add_device(p)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--quiet", action="store_true")
@@ -265,8 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip", help="also write a progressive strip (PNG, a row per sample)")
     p.add_argument("--gif", help="also write the grid as tokens arrive (animated GIF)")
     p.add_argument("--frames", type=int, default=10, help="frames of the strip / GIF")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    _add_device(p)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_cmd_sample)
@@ -285,8 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=100, help="samples drawn at a time")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    _add_device(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
     return ap
