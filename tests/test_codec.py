@@ -179,8 +179,9 @@ def test_complete_stream_is_the_language_reordered(shape, lossless):
     vals = planes.ravel()[lay.flat] * (1.0 if lossless else norms)
     final = 0 if lossless else -1
     e = int(np.frexp(np.abs(vals).max())[1]) - 1
-    payload, ntok, _ = _codec._codec_encode(vals, e, final, 1 << 40, k, cx, w, c * h * w,
-                                            codec.PRIOR)
+    payload, ntok, _, _, whole = _codec._codec_encode(vals, e, final, 1 << 40, k, cx, w,
+                                                      c * h * w, codec.PRIOR)
+    assert whole
     approx = np.empty(lay.size)
     count, complete = _codec._codec_decode(payload, e, final, k, cx, w, c * h * w, approx,
                                            codec.PRIOR)
@@ -234,3 +235,30 @@ def test_trained_prior_is_a_valid_coder_state_and_shortens_files():
     # the state the training script learns from: flat prior, counts of the decisions seen
     state = codec.coder_state(img, 0.5)
     assert state.shape == (_codec.N_CTX, 2) and state[:, 1].max() > 0
+
+
+def test_rd_thinning_drops_only_lone_barely_significant_coefficients():
+    from wavecode import codec
+    # a 1-channel 6x6 pyramid in scan order = raster order here (flat is the identity)
+    mag = np.zeros((6, 6))
+    mag[0, 0] = 1.2            # lone, in [t, 1.5 t): dropped
+    mag[3, 3] = 1.2            # next to a significant neighbour: kept
+    mag[3, 4] = 3.0            # significant long since: kept
+    mag[5, 0] = 1.6            # lone but >= 1.5 t: kept
+    mag[0, 5] = -1.1           # lone, negative: dropped
+    vals = mag.ravel()
+    lone = codec._isolated_in_plane(vals, np.arange(36), 1, 6, 6, 1.0)
+    assert sorted(lone.tolist()) == [0, 5]
+
+
+def test_rdo_encodes_the_same_size_and_a_valid_embedded_stream():
+    from wavecode import codec
+    img = smooth_image((48, 64, 3), seed=7) + np.random.default_rng(0).normal(0, 12, (48, 64, 3))
+    img = np.clip(img, 0, 255).astype(np.uint8)    # noisy: lone coefficients in every plane
+    a = codec.compress(img, bpp=0.6)
+    b = codec.compress(img, bpp=0.6, rdo=False)
+    assert len(a) == len(b) and a != b            # the second pass coded other coefficients
+    for cut in (codec.HEADER_SIZE + 10, len(a) // 2, len(a)):
+        assert codec.decompress(a[:cut]).shape == img.shape
+    # a complete stream (no cut) is never thinned: the same bytes either way
+    assert codec.compress(img) == codec.compress(img, rdo=False)

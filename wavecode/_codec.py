@@ -605,7 +605,8 @@ def _start(n, nplanes, nblk, nquad, total, prior):
 def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total, prior):
     """Entropy-code the scan of ``vals`` (coefficients in scan order) until the stream ends or
     ``budget`` bytes are written. Returns (bytes, number of tokens coded, the final
-    probability state (N_CTX, 2): what ``benchmarks/train_codec_prior.py`` learns from)."""
+    probability state (N_CTX, 2): what ``benchmarks/train_codec_prior.py`` learns from, the
+    round (bit-plane index) the coder stopped in, whether the stream is complete)."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
@@ -640,7 +641,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
         out = bigger
     for _ in range(5):
         _enc_shift(st, out)
-    return out[:st[4]], cur[_CN], p2
+    return out[:st[4]], cur[_CN], p2, cur[_CPP], cur[_CPH] == PH_DONE
 
 
 @njit(cache=True, nogil=True)

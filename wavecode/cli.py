@@ -148,7 +148,7 @@ def _cmd_encode(args) -> int:
 
     image = read_image(args.input, "L" if args.gray else None)
     data = compress(image, bpp=args.bpp, psnr=args.psnr, lossless=args.lossless,
-                    max_bytes=args.max_bytes)
+                    max_bytes=args.max_bytes, rdo=args.rdo)
     _write_atomic(args.output, data)
     hdr = info(data)
     print(f"{args.input} {image.shape} -> {args.output}: {len(data)} bytes, {hdr['bpp']:.4f} bpp, "
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--psnr", type=float, help="smallest file reaching this PSNR (dB)")
     rate.add_argument("--lossless", action="store_true", help="reversible 5/3, bit-exact")
     p.add_argument("--max-bytes", type=int, help="cap on the file size")
+    p.add_argument("--no-rdo", dest="rdo", action="store_false",
+                   help="one encoding pass (faster; without the RD-thinned second pass)")
     p.add_argument("--gray", action="store_true", help="convert to grayscale first")
     p.set_defaults(func=_cmd_encode)
 

@@ -161,8 +161,37 @@ def _coefficients(a: np.ndarray, lossless: bool):
     return planes, levels
 
 
-def _run_encoder(a: np.ndarray, lossless: bool, budget: int, prior: np.ndarray):
-    """(levels, exponent, final exponent, payload, final coder state) of an image."""
+def _isolated_in_plane(vals: np.ndarray, flat: np.ndarray, c: int, h: int, w: int,
+                       t: float, ratio: float = 1.5) -> np.ndarray:
+    """Scan positions of the coefficients with t <= |v| < ratio * t none of whose 8 neighbours
+    in the pyramid array reaches t: lone, barely significant ones."""
+    mag = np.zeros(c * h * w)
+    mag[flat] = np.abs(vals)
+    cand = np.flatnonzero((np.abs(vals) >= t) & (np.abs(vals) < ratio * t))
+    pos = flat[cand]
+    ch, rest = np.divmod(pos, h * w)
+    y, x = np.divmod(rest, w)
+    lone = np.ones(len(cand), bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                yy, xx = y + dy, x + dx
+                inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+                nb = np.where(inside, mag[ch * h * w + np.clip(yy, 0, h - 1) * w
+                                          + np.clip(xx, 0, w - 1)], 0.0)
+                lone &= nb < t
+    return cand[lone]
+
+
+def _run_encoder(a: np.ndarray, lossless: bool, budget: int, prior: np.ndarray,
+                 rdo: bool = False):
+    """(levels, exponent, final exponent, payload, final coder state) of an image.
+
+    ``rdo`` (lossy, when the budget cuts the stream): a second pass with the lone coefficients
+    of the plane the cut falls in set to zero -- their significance costs many bits (a rare
+    event in a quiet neighbourhood) for little distortion, bits the rest of that plane uses
+    better. The decoder needs nothing to know: it is a choice of what to code.
+    """
     h, w = a.shape[:2]
     planes, levels = _coefficients(a, lossless)
     c = planes.shape[0]
@@ -173,8 +202,15 @@ def _run_encoder(a: np.ndarray, lossless: bool, budget: int, prior: np.ndarray):
     mx = float(np.abs(vals).max()) if vals.size else 0.0
     final = 0 if lossless else LOSSY_FINAL_EXPONENT
     exponent = final - 1 if mx == 0 else int(np.frexp(mx)[1]) - 1
-    payload, _, state = _codec._codec_encode(vals, exponent, final, budget, k, cx, w, c * h * w,
-                                             prior)
+    payload, _, state, stop, complete = _codec._codec_encode(vals, exponent, final, budget, k,
+                                                             cx, w, c * h * w, prior)
+    if rdo and not lossless and not complete and stop > 0:
+        lone = _isolated_in_plane(vals, lay.flat, c, h, w, 2.0 ** (exponent - stop))
+        if len(lone):
+            vals = vals.copy()
+            vals[lone] = 0.0
+            payload, _, state, _, _ = _codec._codec_encode(vals, exponent, final, budget, k, cx,
+                                                           w, c * h * w, prior)
     return levels, exponent, final, payload, state
 
 
@@ -187,17 +223,17 @@ def coder_state(image, bpp: float, prior: np.ndarray | None = None) -> np.ndarra
     return _run_encoder(a, False, budget, _codec.FLAT_PRIOR if prior is None else prior)[4]
 
 
-def _encode(a: np.ndarray, lossless: bool, budget: int) -> bytes:
+def _encode(a: np.ndarray, lossless: bool, budget: int, rdo: bool = True) -> bytes:
     h, w = a.shape[:2]
     c = 1 if a.ndim == 2 else 3
-    levels, exponent, final, payload, _ = _run_encoder(a, lossless, budget, PRIOR)
+    levels, exponent, final, payload, _ = _run_encoder(a, lossless, budget, PRIOR, rdo)
     head = _HEADER.pack(MAGIC, VERSION, h, w, c, levels, 1 if lossless else 0, 8, exponent, final,
                         (2 if lossless else 1) if c == 3 else 0, 0)
     return head + struct.pack("<I", zlib.crc32(head)) + payload.tobytes()
 
 
 def compress(image, *, bpp: float | None = None, psnr: float | None = None,
-             lossless: bool = False, max_bytes: int | None = None) -> bytes:
+             lossless: bool = False, max_bytes: int | None = None, rdo: bool = True) -> bytes:
     """Encode an 8-bit image into a ``.wvc`` byte string.
 
     Parameters
@@ -211,6 +247,10 @@ def compress(image, *, bpp: float | None = None, psnr: float | None = None,
         Reversible 5/3 transform; the full stream decodes bit-exactly.
     max_bytes : int, optional
         Cap on the file size.
+    rdo : bool
+        When the size cuts the stream: encode twice, the second time without the lone, barely
+        significant coefficients of the plane the cut falls in (better PSNR at the same size,
+        about twice the encoding time; the decoder is the same). False: one pass.
     """
     a = _check_image(image)
     if sum(x is not None for x in (bpp, psnr)) > 1:
@@ -228,7 +268,7 @@ def compress(image, *, bpp: float | None = None, psnr: float | None = None,
             raise ValueError(f"max_bytes must be at least the header size {HEADER_SIZE}")
         limit = min(limit, int(max_bytes))
     limit = max(limit, HEADER_SIZE)
-    data = _encode(a, lossless, limit - HEADER_SIZE)[:limit]
+    data = _encode(a, lossless, limit - HEADER_SIZE, rdo)[:limit]
     if psnr is None:
         return data
     return data[:_shortest_prefix_reaching(data, a, float(psnr))]
