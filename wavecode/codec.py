@@ -165,9 +165,10 @@ def _isolated_in_plane(vals: np.ndarray, flat: np.ndarray, c: int, h: int, w: in
                        t: float, ratio: float = 1.5) -> np.ndarray:
     """Scan positions of the coefficients with t <= |v| < ratio * t none of whose 8 neighbours
     in the pyramid array reaches t: lone, barely significant ones."""
+    a = np.abs(vals)
     mag = np.zeros(c * h * w)
-    mag[flat] = np.abs(vals)
-    cand = np.flatnonzero((np.abs(vals) >= t) & (np.abs(vals) < ratio * t))
+    mag[flat] = a
+    cand = np.flatnonzero((a >= t) & (a < ratio * t))
     pos = flat[cand]
     ch, rest = np.divmod(pos, h * w)
     y, x = np.divmod(rest, w)
