@@ -41,6 +41,8 @@ from wavegpt.train_tokenizer import TokenizerTrainConfig, train_tokenizer  # noq
 from _common import save_plot, write_json  # noqa: E402
 
 METHODS = ("wavelet", "bandvq", "pixel")
+#: ``--full-language``: the issue's tokenizer presets (final threshold exponent), no token budget
+FULL_LANGUAGE = {"mnist": -3, "fashion-mnist": -4}
 METRICS = ("tokens_per_image", "tokenizer_psnr_db", "tokenizer_train_s", "gpt_steps",
            "gpt_train_s", "gpt_tokens_per_s", "test_bits_per_image", "class_accuracy",
            "frechet_distance", "sampling_images_per_s")
@@ -53,22 +55,29 @@ def run_method(args, dataset: str, method: str, work: Path) -> dict:
         m = train_tokenizer(TokenizerTrainConfig(
             kind=method, dataset=dataset, out=str(tok_dir), data_dir=args.data_dir,
             steps=args.tokenizer_steps, palette=args.palette, seed=args.seed,
-            eval_images=args.test_images), progress=not args.quiet)
+            eval_images=args.test_images, device=args.device), progress=not args.quiet)
         tok_s = m["train_s"]
     run = work / method
     if run.exists():
         shutil.rmtree(run)
-    cfg = TrainConfig(dataset=dataset, preset="tiny", out=str(run), data_dir=args.data_dir,
+    language = {}
+    if method == "wavelet" and args.full_language:
+        # the presets, whole streams: what a GPU can afford
+        language = dict(final_exponent=FULL_LANGUAGE[dataset], max_tokens=0)
+    cfg = TrainConfig(dataset=dataset, preset=args.preset, out=str(run), data_dir=args.data_dir,
                       cache_dir=args.cache_dir, steps=0, time_budget=args.budget,
+                      batch_size=args.batch_size, lr=args.lr, device=args.device,
                       eval_images=0, seed=args.seed, tokens=method,
-                      tokenizer=str(tok_dir) if tok_dir else None)
+                      tokenizer=str(tok_dir) if tok_dir else None, **language)
     train(cfg, progress=not args.quiet)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    t_eval = time.perf_counter()
     ev = evaluate_run(run, dataset=dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
                       n_per_class=args.n_per_class, test_images=args.test_images,
                       temperature=args.temperature, cfg=args.cfg, seed=args.seed,
-                      progress=not args.quiet)
-    shutil.copy(run / "eval_samples.png", args.out / f"compare_{dataset}_{method}.png")
+                      batch_size=args.eval_batch_size, progress=not args.quiet,
+                      device=args.device)
+    shutil.copy(run / "eval_samples.png", args.out / f"compare{args.tag}_{dataset}_{method}.png")
     return {"dataset": dataset, "method": method,
             "tokens_per_image": ev["tokens_per_sample"],
             "tokenizer_psnr_db": ev["tokenizer_psnr_db"], "tokenizer_train_s": tok_s,
@@ -78,7 +87,8 @@ def run_method(args, dataset: str, method: str, work: Path) -> dict:
             "class_accuracy": ev["class_accuracy"], "frechet_distance": ev["frechet_distance"],
             "frechet_distance_tokenizer": ev["frechet_distance_tokenizer_reconstructions"],
             "classifier_test_accuracy": ev["classifier_test_accuracy"],
-            "sampling_images_per_s": ev["sampling_images_per_s"]}
+            "sampling_images_per_s": ev["sampling_images_per_s"],
+            "eval_s": time.perf_counter() - t_eval}
 
 
 def markdown(rows) -> str:
@@ -93,6 +103,38 @@ def markdown(rows) -> str:
             f"{r['frechet_distance']:.0f} ({r['frechet_distance_tokenizer']:.0f}) | "
             f"{r['sampling_images_per_s']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def plot(path, rows) -> None:
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+
+    def draw(fig):
+        panels = (("class_accuracy", "class accuracy"), ("frechet_distance", "Fréchet distance"),
+                  ("sampling_images_per_s", "sampling images/s"))
+        for k, (key, title) in enumerate(panels):
+            ax = fig.add_subplot(1, 3, k + 1)
+            for j, ds in enumerate(datasets):
+                sel = [r for r in rows if r["dataset"] == ds]
+                x = np.arange(len(sel)) + 0.4 * j
+                ax.bar(x, [r[key] for r in sel], width=0.4, label=ds)
+                ax.set_xticks(np.arange(len(sel)) + 0.2, [r["method"] for r in sel])
+            ax.set_title(title)
+            if k == 0:
+                ax.legend(fontsize=7)
+    save_plot(path, draw, figsize=(11, 3.6))
+
+
+def write_doc(args, rows, wall_s: float) -> None:
+    doc = {"name": "compare_tokenizers",
+           "description": f"the same {args.preset} GPT, {args.budget:.0f} training seconds per "
+                          f"method, on the wavelet language"
+                          f"{' (full presets)' if args.full_language else ''}, band codes "
+                          f"(VQ-VAE per band) and pixels; samples at temperature "
+                          f"{args.temperature}, CFG {args.cfg}, {args.n_per_class} per class",
+           "settings": {k: (str(v) if k == "out" else v) for k, v in vars(args).items()},
+           "wall_s": wall_s,
+           "results": {k: [r[k] for r in rows] for k in rows[0]}}
+    write_json(args.out / f"compare_tokenizers{args.tag}.json", doc)
 
 
 def main(argv=None) -> int:
@@ -111,6 +153,16 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=str(ROOT / ".cache" / "wavegpt"))
     ap.add_argument("--work", default=str(ROOT / "runs" / "compare"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--preset", default="tiny", help="GPT size (wavegpt.train.MODEL_PRESETS)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--full-language", action="store_true",
+                    help="wavelet streams in the issue's presets (MNIST 2^-3, Fashion 2^-4, no "
+                         "budget) instead of the data set's CPU language")
+    ap.add_argument("--eval-batch-size", type=int, default=100,
+                    help="images per sampling batch in the evaluation")
+    ap.add_argument("--tag", default="", help="suffix of the output names (e.g. _gpu)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     args.out = Path(args.out)
@@ -124,34 +176,12 @@ def main(argv=None) -> int:
         for method in args.methods:
             rows.append(run_method(args, ds, method, Path(args.work) / ds))
             print(json.dumps(rows[-1]), flush=True)
-    doc = {"name": "compare_tokenizers",
-           "description": f"the same tiny GPT, {args.budget:.0f} training seconds per method, on "
-                          f"the wavelet language, band codes (VQ-VAE per band) and pixels; "
-                          f"samples at temperature {args.temperature}, CFG {args.cfg}, "
-                          f"{args.n_per_class} per class",
-           "settings": {k: v for k, v in vars(args).items() if k != "out"},
-           "wall_s": time.perf_counter() - t0,
-           "results": {k: [r[k] for r in rows] for k in rows[0]}}
-    doc["settings"]["out"] = str(args.out)
-    write_json(args.out / "compare_tokenizers.json", doc)
+            write_doc(args, rows, time.perf_counter() - t0)   # after each method: a cut run keeps it
     table = markdown(rows)
-    (args.out / "compare_tokenizers.md").write_text(table)
+    (args.out / f"compare_tokenizers{args.tag}.md").write_text(table)
     print(table)
 
-    def draw(fig):
-        panels = (("class_accuracy", "class accuracy"), ("frechet_distance", "Fréchet distance"),
-                  ("sampling_images_per_s", "sampling images/s"))
-        for k, (key, title) in enumerate(panels):
-            ax = fig.add_subplot(1, 3, k + 1)
-            for j, ds in enumerate(args.datasets):
-                sel = [r for r in rows if r["dataset"] == ds]
-                x = np.arange(len(sel)) + 0.4 * j
-                ax.bar(x, [r[key] for r in sel], width=0.4, label=ds)
-                ax.set_xticks(np.arange(len(sel)) + 0.2, [r["method"] for r in sel])
-            ax.set_title(title)
-            if k == 0:
-                ax.legend(fontsize=7)
-    save_plot(args.out / "compare_tokenizers.png", draw, figsize=(11, 3.6))
+    plot(args.out / f"compare_tokenizers{args.tag}.png", rows)
     return 0
 
 
