@@ -237,8 +237,25 @@ def test_trained_prior_is_a_valid_coder_state_and_shortens_files():
     assert state.shape == (_codec.N_CTX, 2) and state[:, 1].max() > 0
 
 
+def isolated_in_plane(vals, flat, c, h, w, t, ratio=1.5):
+    """Slow reference of the RD thinning's choice: scan positions of the coefficients with
+    t <= |v| < ratio * t none of whose 8 neighbours in the pyramid array reaches t."""
+    mag = np.zeros((c, h, w))
+    mag.ravel()[flat] = np.abs(vals)
+    out = []
+    for i, f in enumerate(flat):
+        ch, y, x = np.unravel_index(f, (c, h, w))
+        if not t <= mag[ch, y, x] < ratio * t:
+            continue
+        nb = [mag[ch, yy, xx] for yy in range(y - 1, y + 2) for xx in range(x - 1, x + 2)
+              if (yy, xx) != (y, x) and 0 <= yy < h and 0 <= xx < w]
+        if all(m < t for m in nb):
+            out.append(i)
+    return np.array(out, np.int64)
+
+
 def test_rd_thinning_drops_only_lone_barely_significant_coefficients():
-    from wavecode import codec
+    from wavecode import _codec
     # a 1-channel 6x6 pyramid in scan order = raster order here (flat is the identity)
     mag = np.zeros((6, 6))
     mag[0, 0] = 1.2            # lone, in [t, 1.5 t): dropped
@@ -247,8 +264,47 @@ def test_rd_thinning_drops_only_lone_barely_significant_coefficients():
     mag[5, 0] = 1.6            # lone but >= 1.5 t: kept
     mag[0, 5] = -1.1           # lone, negative: dropped
     vals = mag.ravel()
-    lone = codec._isolated_in_plane(vals, np.arange(36), 1, 6, 6, 1.0)
+    lone = _codec._lone(np.abs(vals), np.arange(36), 1, 6, 6, 1.0, 1.5)
     assert sorted(lone.tolist()) == [0, 5]
+    assert sorted(isolated_in_plane(vals, np.arange(36), 1, 6, 6, 1.0).tolist()) == [0, 5]
+    # the kernel equals the reference on random pyramids in a shuffled scan order (channels,
+    # non-square), at several thresholds
+    rng = np.random.default_rng(1)
+    for c, h, w in ((1, 7, 5), (3, 9, 16), (2, 1, 12)):
+        vals = rng.laplace(0, 1, c * h * w)
+        flat = rng.permutation(c * h * w)
+        for t in (0.5, 1.0, 2.0):
+            got = _codec._lone(np.abs(vals), flat, c, h, w, t, 1.5)
+            assert np.array_equal(got, isolated_in_plane(vals, flat, c, h, w, t))
+
+
+@pytest.mark.parametrize("shape,bpp", [((48, 64, 3), 0.6), ((64, 48), 0.3), ((64, 48), 1.5)])
+def test_rdo_resumes_from_the_cut_plane_as_a_full_second_pass_would(shape, bpp):
+    # the thinning's definition: encode once, find the round the cut falls in, zero the lone
+    # coefficients of that plane, encode again from scratch. The coder instead restarts from its
+    # state at the start of that round (or from scratch without a snapshot): the same bytes.
+    from wavecode import _codec, codec
+    img = smooth_image(shape, seed=7) + np.random.default_rng(0).normal(0, 12, shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    h, w = shape[:2]
+    planes, levels = codec._coefficients(img, False)
+    c = planes.shape[0]
+    lay, k, cx, norms = codec._plan(c, h, w, levels)
+    vals = planes.ravel()[lay.flat] * norms
+    e = int(np.frexp(np.abs(vals).max())[1]) - 1
+    final = codec.LOSSY_FINAL_EXPONENT
+    budget = int(bpp * h * w / 8) - codec.HEADER_SIZE
+    args = (e, final, budget, k, cx, w, c * h * w, codec.PRIOR)
+    first, _, _, stop, whole = _codec._codec_encode(vals, *args)
+    assert not whole and stop > 0
+    thinned = vals.copy()
+    thinned[isolated_in_plane(vals, lay.flat, c, h, w, 2.0 ** (e - stop))] = 0.0
+    expected, ntok, state, _, _ = _codec._codec_encode(thinned, *args)
+    assert bytes(expected) != bytes(first)
+    for lookahead in (8, 0, 1 << 30):          # a snapshot where the cut falls; none; every round
+        got, n2, s2, _, _ = _codec._codec_encode(vals, *args, 1.5, c, lookahead)
+        assert bytes(got) == bytes(expected) and n2 == ntok and np.array_equal(s2, state)
+    assert codec.compress(img, bpp=bpp)[codec.HEADER_SIZE:] == bytes(expected)[:budget]
 
 
 def test_rdo_encodes_the_same_size_and_a_valid_embedded_stream():

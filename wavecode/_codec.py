@@ -401,16 +401,19 @@ def _make_code(enc):
     drops the other direction's branches: one source, no fork, no runtime flag)."""
     @njit(cache=True, nogil=True, _nrt=False)
     def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
-              st, buf, exponent, nplanes, budget, lay, cx, width):
+              st, buf, exponent, nplanes, budget, lay, cx, width, pause):
         """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
-        or decodes (bits read from ``buf``) until the stream ends or ``_stop``. The whole state
-        lives in ``cur`` and the arrays, so the encoder resumes after the caller grows ``buf``."""
+        or decodes (bits read from ``buf``) until the stream ends, ``_stop``, or round ``pause``
+        is about to start. The whole state lives in ``cur`` and the arrays, so the encoder
+        resumes after the caller grows ``buf`` (or snapshots the state at a round's start)."""
         blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
         nbm, pfl, cb, ori, qpos, bpos = cx
         n = approx.shape[0]
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
         count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
         while ph != PH_DONE and not _stop(enc, st, budget, buf):
+            if ph == _ORDER[0] and pp == pause and j == 0:
+                break       # round ``pause`` starts here (and only here)
             if ph != PH_S:  # P or R: only 2x2 blocks that hold a significant coefficient
                 grp = ph == PH_P
                 j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, grp)
@@ -602,36 +605,144 @@ def _start(n, nplanes, nblk, nquad, total, prior):
 
 
 @njit(cache=True, nogil=True)
-def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total, prior):
+def _block_maxima(mags, blk, quad, bmax, qmax):
+    bmax[:] = 0.0
+    qmax[:] = 0.0
+    for i in range(mags.shape[0]):
+        m = mags[i]
+        if blk[i] >= 0 and m > bmax[blk[i]]:
+            bmax[blk[i]] = m
+        if quad[i] >= 0 and m > qmax[quad[i]]:
+            qmax[quad[i]] = m
+
+
+@njit(cache=True, nogil=True)
+def _lone(mags, flat, channels, height, width, t, ratio):
+    """Scan positions of the coefficients with t <= |v| < ratio * t none of whose 8 neighbours
+    in the pyramid array (channel by channel, (height, width) each) reaches t: lone, barely
+    significant ones."""
+    plane = height * width
+    mag = np.zeros(channels * plane, np.float64)
+    for i in range(mags.shape[0]):
+        mag[flat[i]] = mags[i]
+    out = np.empty(mags.shape[0], np.int64)
+    n = 0
+    for i in range(mags.shape[0]):
+        m = mags[i]
+        if m < t or m >= ratio * t:
+            continue
+        f = flat[i]
+        c0 = (f // plane) * plane
+        y = (f - c0) // width
+        x = f - c0 - y * width
+        lone = True
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                yy = y + dy
+                xx = x + dx
+                if (dy or dx) and 0 <= yy < height and 0 <= xx < width:
+                    lone = lone and mag[c0 + yy * width + xx] < t
+        if lone:
+            out[n] = i
+            n += 1
+    return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total, prior,
+                  thin=0.0, channels=1, lookahead=8):
     """Entropy-code the scan of ``vals`` (coefficients in scan order) until the stream ends or
     ``budget`` bytes are written. Returns (bytes, number of tokens coded, the final
     probability state (N_CTX, 2): what ``benchmarks/train_codec_prior.py`` learns from, the
-    round (bit-plane index) the coder stopped in, whether the stream is complete)."""
+    round (bit-plane index) the coder stopped in, whether the stream is complete). ``total``
+    = ``channels`` x height x ``width`` (the pyramid array).
+
+    ``thin`` > 0 (RD thinning): when the budget cuts the stream in round r > 0, code round r
+    and on again without the lone coefficients of that plane in [T, thin * T) (``_lone``):
+    their significance costs many bits, the rest of the plane uses them better. No earlier
+    decision depends on them (they are below every earlier threshold), so the coder restarts
+    from its state at the start of round r -- snapshotted when the rest of the budget is within
+    ``lookahead`` times the bytes of the round before (rounds grow ~2x) -- or, if none was
+    taken, from scratch. The bytes are the same either way."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
     cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total,
                                                                 prior)
-    mags = np.empty(n, np.float64)
+    mags = np.abs(vals)
     bmax = np.zeros(max(nblk, 1), np.float64)
     qmax = np.zeros(max(nquad, 1), np.float64)
-    for i in range(n):
-        m = abs(vals[i])
-        mags[i] = m
-        if blk[i] >= 0 and m > bmax[blk[i]]:
-            bmax[blk[i]] = m
-        if quad[i] >= 0 and m > qmax[quad[i]]:
-            qmax[quad[i]] = m
+    _block_maxima(mags, blk, quad, bmax, qmax)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     out = np.empty(1 << 16, np.uint8)
     st = np.zeros(5, np.int64)  # low, range, cache, cache size, bytes written
     st[1] = 0xFFFFFFFF
     st[3] = 1
+    # the snapshot: round, its coder state, bytes written before it
+    snap_round = -1
+    s_cur, s_st = cur.copy(), st.copy()
+    s_approx, s_sig, s_bsig, s_qsig = approx.copy(), sig.copy(), bsig.copy(), qsig.copy()
+    s_sgn, s_sp, s_vis, s_p1, s_p2 = sgn.copy(), sp.copy(), vis.copy(), p1.copy(), p2.copy()
+    pause = 1 if thin > 0 else -1
+    last = 0                    # bytes written when the previous round started
+    thinned = False
     while True:
         _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
-                     st, out, exponent, nplanes, budget, lay, cx, width)
+                     st, out, exponent, nplanes, budget, lay, cx, width, pause)
+        if (pause > 0 and cur[_CPH] == _ORDER[0] and cur[_CPP] == pause and cur[_CJ] == 0
+                and st[4] < budget):
+            # round ``pause`` starts: keep its state if the cut may fall in it
+            if budget - st[4] <= lookahead * (st[4] - last):
+                snap_round = pause
+                s_cur[:] = cur
+                s_st[:] = st
+                s_approx[:] = approx
+                s_sig[:] = sig
+                s_bsig[:] = bsig
+                s_qsig[:] = qsig
+                s_sgn[:] = sgn
+                s_sp[:] = sp
+                s_vis[:] = vis
+                s_p1[:] = p1
+                s_p2[:] = p2
+            last = st[4]
+            pause += 1
+            continue
         if cur[_CPH] == PH_DONE or st[4] >= budget:
-            break
+            r = cur[_CPP]
+            # (a cut in the last round, the final plane's refinements: no coefficient below
+            # the final plane is ever coded, so there is nothing to thin)
+            if thinned or thin <= 0 or cur[_CPH] == PH_DONE or r <= 0 or r >= nplanes:
+                break
+            thinned = True
+            pause = -1
+            lone = _lone(mags, flat, channels, total // (channels * width), width,
+                         _POW2[exponent - r + _POW2_BIAS], thin)
+            if lone.shape[0] == 0:
+                break
+            for q in range(lone.shape[0]):
+                mags[lone[q]] = 0.0
+            _block_maxima(mags, blk, quad, bmax, qmax)
+            if snap_round == r:
+                cur[:] = s_cur
+                st[:] = s_st
+                approx[:] = s_approx
+                sig[:] = s_sig
+                bsig[:] = s_bsig
+                qsig[:] = s_qsig
+                sgn[:] = s_sgn
+                sp[:] = s_sp
+                vis[:] = s_vis
+                p1[:] = s_p1
+                p2[:] = s_p2
+            else:                   # no snapshot of that round: from the start
+                cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(
+                    n, nplanes, nblk, nquad, total, prior)
+                cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
+                st[:] = 0
+                st[1] = 0xFFFFFFFF
+                st[3] = 1
+            continue
         bigger = np.empty(2 * out.shape[0], np.uint8)
         bigger[:st[4]] = out[:st[4]]
         out = bigger
@@ -664,7 +775,7 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
         st[2] += 1
     dummy = np.empty(0, np.float64)
     _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgn, sp, vis, p1, p2,
-                 st, data, exponent, nplanes, 0, lay, cx, width)
+                 st, data, exponent, nplanes, 0, lay, cx, width, -1)
     approx_out[:] = approx
     return cur[_CN], cur[_CPH] == PH_DONE
 

@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--lossless", action="store_true", help="reversible 5/3, bit-exact")
     p.add_argument("--max-bytes", type=int, help="cap on the file size")
     p.add_argument("--no-rdo", dest="rdo", action="store_false",
-                   help="one encoding pass (faster; without the RD-thinned second pass)")
+                   help="one encoding pass (faster; the plane the cut falls in is not recoded "
+                        "RD-thinned)")
     p.add_argument("--gray", action="store_true", help="convert to grayscale first")
     p.set_defaults(func=_cmd_encode)
 
