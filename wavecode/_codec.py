@@ -678,11 +678,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     st = np.zeros(5, np.int64)  # low, range, cache, cache size, bytes written
     st[1] = 0xFFFFFFFF
     st[3] = 1
-    # the snapshot: round, its coder state, bytes written before it
+    # the snapshot: its round and the coder state at its start (allocated when first taken)
     snap_round = -1
     s_cur, s_st = cur.copy(), st.copy()
-    s_approx, s_sig, s_bsig, s_qsig = approx.copy(), sig.copy(), bsig.copy(), qsig.copy()
-    s_sgn, s_sp, s_vis, s_p1, s_p2 = sgn.copy(), sp.copy(), vis.copy(), p1.copy(), p2.copy()
+    s_approx, s_sig, s_bsig, s_qsig = approx[:0], sig[:0], bsig[:0], qsig[:0]
+    s_sgn, s_sp, s_vis, s_p1, s_p2 = sgn[:0], sp[:0], vis[:0], p1[:0], p2[:0]
     pause = 1 if thin > 0 else -1
     last = 0                    # bytes written when the previous round started
     thinned = False
@@ -693,6 +693,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 and st[4] < budget):
             # round ``pause`` starts: keep its state if the cut may fall in it
             if budget - st[4] <= lookahead * (st[4] - last):
+                if snap_round < 0:
+                    s_approx, s_sig, s_bsig, s_qsig = (np.empty_like(approx), np.empty_like(sig),
+                                                       np.empty_like(bsig), np.empty_like(qsig))
+                    s_sgn, s_sp, s_vis = np.empty_like(sgn), np.empty_like(sp), np.empty_like(vis)
+                    s_p1, s_p2 = np.empty_like(p1), np.empty_like(p2)
                 snap_round = pause
                 s_cur[:] = cur
                 s_st[:] = st
