@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from wavegpt.evaluate import evaluate_run  # noqa: E402
-from wavegpt.train import TrainConfig, train  # noqa: E402
+from wavegpt.train import MODEL_PRESETS, TrainConfig, train  # noqa: E402
 from wavegpt.train_tokenizer import TokenizerTrainConfig, train_tokenizer  # noqa: E402
 
 from _common import save_plot, write_json  # noqa: E402
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=str(ROOT / ".cache" / "wavegpt"))
     ap.add_argument("--work", default=str(ROOT / "runs" / "compare"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--preset", default="tiny", help="GPT size (wavegpt.train.MODEL_PRESETS)")
+    ap.add_argument("--preset", default="tiny", choices=sorted(MODEL_PRESETS), help="GPT size")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
