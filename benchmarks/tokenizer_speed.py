@@ -4,6 +4,9 @@ Measures, in one process, after a warm-up (JIT compile time reported separately)
 * the DWT alone, PyWavelets (batched ``wavedec2``) and wavecode's numba DWT;
 * ``encode``: uint8 images in, tokens + slots out; ``encode`` without slots;
 * ``decode``: tokens in, images out (the full stream);
+* both again with numpy's huge-page advice off (``madvise(MADV_HUGEPAGE)`` on large arrays,
+  which numpy does by default on Linux): output buffers faulted in 4 KiB pages, as the encoder's
+  buffers were when its kernel allocated them (the baseline of that change);
 * the slow pure-Python reference of ``tests/reference.py`` on a few images (the baseline).
 Reports medians of ``--repeats`` runs, images/s, and ratios. Writes CompressAI-style JSON and a
 bar plot next to it.
@@ -34,6 +37,12 @@ from _common import save_plot, timed, write_json  # noqa: E402
 def timeit(fn, repeats):
     out, t = timed(fn, repeats)
     return t, out
+
+
+def huge_pages(on: bool) -> bool:
+    """Switch numpy's huge-page advice for large arrays; returns the previous setting."""
+    core = getattr(np, "_core", None) or np.core
+    return bool(core.multiarray._set_madvise_hugepage(on))
 
 
 def main(argv=None) -> int:
@@ -69,6 +78,12 @@ def main(argv=None) -> int:
         t_enc_ns, _ = timeit(lambda: tok.encode(x, slots=False), args.repeats)
         t_slots, _ = timeit(lambda: batch.slots, args.repeats)
         t_dec, _ = timeit(lambda: tok.decode(batch), args.repeats)
+        was = huge_pages(False)
+        try:
+            t_enc4k, _ = timeit(lambda: tok.encode(x), args.repeats)
+            t_dec4k, _ = timeit(lambda: tok.decode(batch), args.repeats)
+        finally:
+            huge_pages(was)
         k = args.reference_images
         t_ref, _ = timeit(lambda: [ref.encode_image(im, tok.config.wavelet,
                                                     tok.config.final_exponent) for im in x[:k]], 1)
@@ -82,6 +97,7 @@ def main(argv=None) -> int:
             "encode_img_s": n / t_enc, "encode_noslots_img_s": n / t_enc_ns,
             "expand_slots_img_s": n / t_slots,
             "decode_img_s": n / t_dec,
+            "encode_4k_pages_img_s": n / t_enc4k, "decode_4k_pages_img_s": n / t_dec4k,
             "reference_encode_img_s": k / t_ref, "reference_decode_img_s": k / t_refd,
             "encode_tokens_s": batch.lengths.sum() / t_enc,
         }
@@ -94,6 +110,8 @@ def main(argv=None) -> int:
             f"   without slots {r['encode_noslots_img_s']:>10,.0f} img/s"
             f"   expand slots to (N, 7) {r['expand_slots_img_s']:>10,.0f} img/s\n"
             f"  decode        : {r['decode_img_s']:>10,.0f} img/s\n"
+            f"  4 KiB pages   : encode + slots {r['encode_4k_pages_img_s']:>10,.0f} img/s, decode "
+            f"{r['decode_4k_pages_img_s']:>10,.0f} img/s (numpy's huge-page advice off)\n"
             f"  reference     : encode {r['reference_encode_img_s']:,.0f} img/s, decode "
             f"{r['reference_decode_img_s']:,.0f} img/s -> numba is "
             f"{r['encode_img_s'] / r['reference_encode_img_s']:,.0f}x / "

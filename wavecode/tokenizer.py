@@ -348,9 +348,12 @@ class WaveletTokenizer:
 
         def run(lo_hi):
             lo, hi = lo_hi
+            m = max(1024, cap)      # numpy buffers: huge pages (see _scan._encode_images)
             return _scan._encode_images(a, lo, hi, hp, wp, top, left, self._ycbcr, self.levels,
                                         self.config.final_exponent, budget, slots, self._plan,
-                                        self._lay, max(1024, cap))
+                                        self._lay, np.empty(m, np.uint8),
+                                        np.empty(m if slots else 1, np.int32),
+                                        np.empty(m if slots else 1, np.uint8))
 
         if len(chunks) == 1:
             parts = [run(chunks[0])]
