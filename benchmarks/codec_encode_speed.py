@@ -2,11 +2,14 @@
 (``_codec._codec_encode``) on Kodak at 0.125 / 0.25 / 0.5 / 1 bpp, four ways in one process:
 
 * ``one pass``: no thinning (``compress(rdo=False)``);
-* ``thinning, snapshot``: the default -- the plane the cut falls in is coded again from a
-  snapshot of the coder state at its start (``lookahead`` 8);
-* ``thinning, every round``: a snapshot at the start of every round (what the lookahead saves);
+* ``thinning, guess + snapshot``: the default -- the plane the cut likely falls in is coded
+  thinned at once (``guess``), else (or if the guess was wrong) coded again from a snapshot of
+  the coder state at its start (``lookahead`` 8);
+* ``thinning, snapshot``: no guessing, the cut plane always coded twice;
 * ``thinning, from scratch``: no snapshot, the whole image coded a second time (``lookahead``
-  0: the same bytes, the previous encoder's work).
+  0: the previous encoder's work).
+
+All thinning variants must write the same bytes (checked).
 
 Also the whole ``compress`` (transform and colour included) with and without thinning. Medians
 over the images of the best of ``--repeats``; JIT compile time reported separately.
@@ -33,10 +36,11 @@ from wavecode.imageio import read_image  # noqa: E402
 from _common import save_plot, write_json  # noqa: E402
 
 RATES = (0.125, 0.25, 0.5, 1.0)
-#: variant -> (thin, lookahead) of ``_codec._codec_encode``
-VARIANTS = {"one pass": (0.0, 8), "thinning, snapshot": (codec.RDO_THIN, 8),
-            "thinning, every round": (codec.RDO_THIN, 1 << 40),
-            "thinning, from scratch": (codec.RDO_THIN, 0)}
+#: variant -> (thin, lookahead, guess) of ``_codec._codec_encode``
+VARIANTS = {"one pass": (0.0, 8, 0.0),
+            "thinning, guess + snapshot": (codec.RDO_THIN, 8, codec.RDO_GUESS),
+            "thinning, snapshot": (codec.RDO_THIN, 8, 0.0),
+            "thinning, from scratch": (codec.RDO_THIN, 0, 0.0)}
 
 
 def best_of(fn, repeats: int):
@@ -77,10 +81,10 @@ def main(argv=None) -> int:
             e = int(np.frexp(np.abs(vals).max())[1]) - 1
             budget = int(rate * h * w / 8) - codec.HEADER_SIZE
             ref = None
-            for name, (thin, lookahead) in VARIANTS.items():
+            for name, (thin, lookahead, guess) in VARIANTS.items():
                 out, s = best_of(lambda: _codec._codec_encode(
                     vals, e, codec.LOSSY_FINAL_EXPONENT, budget, k, cx, w, c * h * w,
-                    codec.PRIOR, thin, c, lookahead)[0], args.repeats)
+                    codec.PRIOR, thin, c, lookahead, guess)[0], args.repeats)
                 times[name].append(s)
                 if thin:        # every thinning variant writes the same bytes
                     assert ref is None or bytes(out) == ref, (name, rate)

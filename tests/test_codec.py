@@ -301,8 +301,10 @@ def test_rdo_resumes_from_the_cut_plane_as_a_full_second_pass_would(shape, bpp):
     thinned[isolated_in_plane(vals, lay.flat, c, h, w, 2.0 ** (e - stop))] = 0.0
     expected, ntok, state, _, _ = _codec._codec_encode(thinned, *args)
     assert bytes(expected) != bytes(first)
-    for lookahead in (8, 0, 1 << 30):          # a snapshot where the cut falls; none; every round
-        got, n2, s2, _, _ = _codec._codec_encode(vals, *args, 1.5, c, lookahead)
+    # a snapshot where the cut falls; none; at every round; and guessing the cut plane (the
+    # same bytes unless thinning lengthens a plane, which it does not here)
+    for lookahead, guess in ((8, 0.0), (0, 0.0), (1 << 30, 0.0), (8, 2.0), (1 << 30, 8.0)):
+        got, n2, s2, _, _ = _codec._codec_encode(vals, *args, 1.5, c, lookahead, guess)
         assert bytes(got) == bytes(expected) and n2 == ntok and np.array_equal(s2, state)
     assert codec.compress(img, bpp=bpp)[codec.HEADER_SIZE:] == bytes(expected)[:budget]
 

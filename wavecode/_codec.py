@@ -40,7 +40,7 @@ from numba import njit
 from ._lifting import _inv2d
 from ._scan import YCBCR_INV
 from ._scan import (G2, G4, INS, K_COEF, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
-                    _apply, _choose, _kind, _legal, _reset, _u)
+                    _apply, _block_maxima, _choose, _kind, _legal, _reset, _u)
 
 PROB_BITS = 16
 _P_ONE = 1 << PROB_BITS
@@ -605,18 +605,6 @@ def _start(n, nplanes, nblk, nquad, total, prior):
 
 
 @njit(cache=True, nogil=True)
-def _block_maxima(mags, blk, quad, bmax, qmax):
-    bmax[:] = 0.0
-    qmax[:] = 0.0
-    for i in range(mags.shape[0]):
-        m = mags[i]
-        if blk[i] >= 0 and m > bmax[blk[i]]:
-            bmax[blk[i]] = m
-        if quad[i] >= 0 and m > qmax[quad[i]]:
-            qmax[quad[i]] = m
-
-
-@njit(cache=True, nogil=True)
 def _lone(mags, flat, channels, height, width, t, ratio):
     """Scan positions of the coefficients with t <= |v| < ratio * t none of whose 8 neighbours
     in the pyramid array (channel by channel, (height, width) each) reaches t: lone, barely
@@ -648,9 +636,26 @@ def _lone(mags, flat, channels, height, width, t, ratio):
     return out[:n]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _restore(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2,
+             s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2):
+    """Copy a coder state (the second eleven arrays) into another (the first eleven)."""
+    cur[:] = s_cur
+    st[:] = s_st
+    approx[:] = s_approx
+    sig[:] = s_sig
+    bsig[:] = s_bsig
+    qsig[:] = s_qsig
+    sgn[:] = s_sgn
+    sp[:] = s_sp
+    vis[:] = s_vis
+    p1[:] = s_p1
+    p2[:] = s_p2
+
+
 @njit(cache=True, nogil=True)
 def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total, prior,
-                  thin=0.0, channels=1, lookahead=8):
+                  thin=0.0, channels=1, lookahead=8, guess=0.0):
     """Entropy-code the scan of ``vals`` (coefficients in scan order) until the stream ends or
     ``budget`` bytes are written. Returns (bytes, number of tokens coded, the final
     probability state (N_CTX, 2): what ``benchmarks/train_codec_prior.py`` learns from, the
@@ -663,7 +668,13 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     decision depends on them (they are below every earlier threshold), so the coder restarts
     from its state at the start of round r -- snapshotted when the rest of the budget is within
     ``lookahead`` times the bytes of the round before (rounds grow ~2x) -- or, if none was
-    taken, from scratch. The bytes are the same either way."""
+    taken, from scratch. The bytes are the same either way.
+
+    ``guess`` > 0: at the start of a snapshotted round whose rest of the budget is within
+    ``guess`` times the bytes of the round before, code it thinned at once; if it then ends
+    within the budget the guess was wrong: back to the snapshot, the round unthinned. The same
+    bytes as without guessing unless thinning made a round *longer* than unthinned (then the
+    guessed round is thinned where the rule would thin the next one)."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
@@ -686,11 +697,26 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     pause = 1 if thin > 0 else -1
     last = 0                    # bytes written when the previous round started
     thinned = False
+    spec = -1                   # the round being coded thinned on a guess
+    lone = np.empty(0, np.int64)
+    kept = np.empty(0, np.float64)
     while True:
         _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
                      st, out, exponent, nplanes, budget, lay, cx, width, pause)
         if (pause > 0 and cur[_CPH] == _ORDER[0] and cur[_CPP] == pause and cur[_CJ] == 0
                 and st[4] < budget):
+            if spec == pause - 1:
+                # the guess was wrong: the thinned round ended within the budget, so the cut
+                # falls later. Back to its start, unthinned (and no guess for it again).
+                for q in range(lone.shape[0]):
+                    mags[lone[q]] = kept[q]
+                _block_maxima(mags, blk, quad, bmax, qmax)
+                thinned = False
+                spec = -1
+                pause = snap_round + 1
+                _restore(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
+                         s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
+                continue
             # round ``pause`` starts: keep its state if the cut may fall in it
             if budget - st[4] <= lookahead * (st[4] - last):
                 if snap_round < 0:
@@ -699,17 +725,20 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                     s_sgn, s_sp, s_vis = np.empty_like(sgn), np.empty_like(sp), np.empty_like(vis)
                     s_p1, s_p2 = np.empty_like(p1), np.empty_like(p2)
                 snap_round = pause
-                s_cur[:] = cur
-                s_st[:] = st
-                s_approx[:] = approx
-                s_sig[:] = sig
-                s_bsig[:] = bsig
-                s_qsig[:] = qsig
-                s_sgn[:] = sgn
-                s_sp[:] = sp
-                s_vis[:] = vis
-                s_p1[:] = p1
-                s_p2[:] = p2
+                _restore(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1,
+                         s_p2, cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2)
+                # the cut likely falls in this round: code it thinned at once (undone above
+                # if the round ends within the budget)
+                if budget - st[4] <= guess * (st[4] - last) and pause < nplanes - 1:
+                    lone = _lone(mags, flat, channels, total // (channels * width), width,
+                                 _POW2[exponent - pause + _POW2_BIAS], thin)
+                    if lone.shape[0] > 0:
+                        kept = mags[lone]
+                        for q in range(lone.shape[0]):
+                            mags[lone[q]] = 0.0
+                        _block_maxima(mags, blk, quad, bmax, qmax)
+                        thinned = True
+                        spec = pause
             last = st[4]
             pause += 1
             continue
@@ -729,17 +758,8 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 mags[lone[q]] = 0.0
             _block_maxima(mags, blk, quad, bmax, qmax)
             if snap_round == r:
-                cur[:] = s_cur
-                st[:] = s_st
-                approx[:] = s_approx
-                sig[:] = s_sig
-                bsig[:] = s_bsig
-                qsig[:] = s_qsig
-                sgn[:] = s_sgn
-                sp[:] = s_sp
-                vis[:] = s_vis
-                p1[:] = s_p1
-                p2[:] = s_p2
+                _restore(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
+                         s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
             else:                   # no snapshot of that round: from the start
                 cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(
                     n, nplanes, nblk, nquad, total, prior)

@@ -203,6 +203,39 @@ def _reset(sig, bsig, qsig, approx):
     approx[:] = 0.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _block_maxima(mags, blk, quad, bmax, qmax):
+    """``bmax`` / ``qmax``: the largest magnitude of each 4x4 / 2x2 block (-1: none). A block's
+    entries are consecutive in scan order, so the running maximum of a run of equal ids stays
+    in a register (random updates of the tables were ~3x slower on a 768x512 RGB image)."""
+    bmax[:] = 0.0
+    qmax[:] = 0.0
+    cb = np.int64(-1)
+    cq = np.int64(-1)
+    mb = 0.0
+    mq = 0.0
+    for i in range(mags.shape[0]):
+        m = mags[_u(i)]
+        b = np.int64(blk[_u(i)])
+        q = np.int64(quad[_u(i)])
+        if q != cq:
+            if cq >= 0 and mq > qmax[_u(cq)]:
+                qmax[_u(cq)] = mq
+            cq = q
+            mq = 0.0
+        if b != cb:
+            if cb >= 0 and mb > bmax[_u(cb)]:
+                bmax[_u(cb)] = mb
+            cb = b
+            mb = 0.0
+        mq = max(mq, m)
+        mb = max(mb, m)
+    if cq >= 0 and mq > qmax[_u(cq)]:
+        qmax[_u(cq)] = mq
+    if cb >= 0 and mb > bmax[_u(cb)]:
+        bmax[_u(cb)] = mb
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _encode_scan(vals, exponent, final_exponent, max_tokens, tok_out, ent_out, pk_out, pos,
                  want_slots, sig, bsig, qsig, approx, mags, bmax, qmax,
@@ -211,15 +244,9 @@ def _encode_scan(vals, exponent, final_exponent, max_tokens, tok_out, ent_out, p
     slots: entry, plane*4 + kind) from row ``pos`` of the outputs. Returns the token count."""
     n = vals.shape[0]
     _reset(sig, bsig, qsig, approx)
-    bmax[:] = 0.0
-    qmax[:] = 0.0
     for i in range(n):
-        m = abs(vals[_u(i)])
-        mags[_u(i)] = m
-        if blk[_u(i)] >= 0 and m > bmax[_u(blk[_u(i)])]:
-            bmax[_u(blk[_u(i)])] = m
-        if quad[_u(i)] >= 0 and m > qmax[_u(quad[_u(i)])]:
-            qmax[_u(quad[_u(i)])] = m
+        mags[_u(i)] = abs(vals[_u(i)])
+    _block_maxima(mags, blk, quad, bmax, qmax)
     nplanes = max(exponent - final_exponent + 1, 0)
     p, i, fb, fq, root, k = _begin(n, nplanes, sig, bsig, qsig, blk, quad, starts)
     count = 0

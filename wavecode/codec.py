@@ -52,6 +52,9 @@ HEADER_SIZE = _HEADER.size + 4
 #: RD thinning: coefficients in [T, RDO_THIN * T) with no neighbour reaching T are left out of
 #: the plane the cut falls in
 RDO_THIN = 1.5
+#: ... and the coder guesses that plane at its start when the rest of the budget is within this
+#: many times the previous plane's bytes (coding it thinned at once; recoded if wrong)
+RDO_GUESS = 2.0
 LOSSY_FINAL_EXPONENT = -2       # in grey levels: far below what any rate in practice needs
 MAX_SIDE = 1 << 16
 
@@ -186,7 +189,7 @@ def _run_encoder(a: np.ndarray, lossless: bool, budget: int, prior: np.ndarray,
     exponent = final - 1 if mx == 0 else int(np.frexp(mx)[1]) - 1
     thin = RDO_THIN if rdo and not lossless else 0.0
     payload, _, state, _, _ = _codec._codec_encode(vals, exponent, final, budget, k, cx, w,
-                                                   c * h * w, prior, thin, c)
+                                                   c * h * w, prior, thin, c, 8, RDO_GUESS)
     return levels, exponent, final, payload, state
 
 
