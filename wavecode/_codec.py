@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from ._lifting import _inv2d
-from ._scan import YCBCR_INV
+from ._scan import YCBCR, YCBCR_INV
 from ._scan import (G2, G4, INS, K_COEF, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
                     _apply, _block_maxima, _choose, _kind, _legal, _reset, _u)
 
@@ -818,6 +818,30 @@ def _lowest_bit(a):
     m, e = math.frexp(abs(a))
     q = np.int64(m * 9007199254740992.0)   # the 53-bit mantissa as an integer
     return math.ldexp(np.float64(q & -q), e - 53)
+
+
+@njit(cache=True, nogil=True)
+def _planes(a, lossless, out):
+    """uint8 image ``a`` (H, W, C) -> level-shifted, colour-transformed planes ``out`` (C, H, W):
+    JPEG's YCbCr (lossy) or JPEG 2000's reversible RCT (lossless, exact in float64)."""
+    h, w, c = a.shape
+    for y in range(h):
+        for x in range(w):
+            if c == 1:
+                out[0, y, x] = np.float64(a[y, x, 0]) - 128.0
+                continue
+            r = np.float64(a[y, x, 0]) - 128.0
+            g = np.float64(a[y, x, 1]) - 128.0
+            b = np.float64(a[y, x, 2]) - 128.0
+            if lossless:
+                out[0, y, x] = np.floor((r + 2 * g + b) / 4)
+                out[1, y, x] = b - g
+                out[2, y, x] = r - g
+            else:
+                for k in range(3):
+                    # this summation order is numpy einsum's, which computed it before: the
+                    # same coefficients to the last bit, so the same files
+                    out[k, y, x] = (YCBCR[k, 0] * r + YCBCR[k, 2] * b) + YCBCR[k, 1] * g
 
 
 @njit(cache=True, nogil=True)

@@ -145,13 +145,10 @@ def _check_image(image) -> np.ndarray:
 
 def _to_planes(a: np.ndarray, lossless: bool) -> np.ndarray:
     """uint8 image -> level-shifted, colour-transformed float64 planes (C, H, W)."""
-    x = a.astype(np.float64) - 128.0
-    if x.ndim == 2:
-        return x[None].copy()
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    if lossless:  # reversible colour transform (JPEG 2000 RCT)
-        return np.stack([np.floor((r + 2 * g + b) / 4), b - g, r - g])
-    return np.einsum("kc,hwc->khw", YCBCR, x)
+    img = a if a.ndim == 3 else a[..., None]
+    out = np.empty((img.shape[2],) + img.shape[:2])
+    _codec._planes(img, lossless, out)
+    return out
 
 
 def _coefficients(a: np.ndarray, lossless: bool):
