@@ -226,7 +226,7 @@ def compress(image, *, bpp: float | None = None, psnr: float | None = None,
     rdo : bool
         When the size cuts the stream: code the plane the cut falls in again, from the coder's
         state at its start, without its lone, barely significant coefficients (better PSNR at
-        the same size, ~1.4x the encoding time; the decoder is the same). False: one pass.
+        the same size, ~1.25x the encoding time; the decoder is the same). False: one pass.
     """
     a = _check_image(image)
     if sum(x is not None for x in (bpp, psnr)) > 1:
