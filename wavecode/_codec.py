@@ -637,9 +637,10 @@ def _lone(mags, flat, channels, height, width, t, ratio):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _restore(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2,
+def _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2,
              s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2):
-    """Copy a coder state (the second eleven arrays) into another (the first eleven)."""
+    """Copy a coder state (the last eleven arrays) into another (the first eleven): a snapshot
+    taken or restored."""
     cur[:] = s_cur
     st[:] = s_st
     approx[:] = s_approx
@@ -714,7 +715,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 thinned = False
                 spec = -1
                 pause = snap_round + 1
-                _restore(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
                          s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
                 continue
             # round ``pause`` starts: keep its state if the cut may fall in it
@@ -725,7 +726,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                     s_sgn, s_sp, s_vis = np.empty_like(sgn), np.empty_like(sp), np.empty_like(vis)
                     s_p1, s_p2 = np.empty_like(p1), np.empty_like(p2)
                 snap_round = pause
-                _restore(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1,
+                _copy_state(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1,
                          s_p2, cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2)
                 # the cut likely falls in this round: code it thinned at once (undone above
                 # if the round ends within the budget)
@@ -758,7 +759,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 mags[lone[q]] = 0.0
             _block_maxima(mags, blk, quad, bmax, qmax)
             if snap_round == r:
-                _restore(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
                          s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
             else:                   # no snapshot of that round: from the start
                 cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(
