@@ -174,7 +174,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for ds in args.datasets:
         for method in args.methods:
-            rows.append(run_method(args, ds, method, Path(args.work) / ds))
+            try:
+                rows.append(run_method(args, ds, method, Path(args.work) / ds))
+            except ValueError as e:     # bad settings or data: one line, what finished is kept
+                print(f"compare_tokenizers: error: {ds} / {method}: {e}", file=sys.stderr)
+                return 2
             print(json.dumps(rows[-1]), flush=True)
             write_doc(args, rows, time.perf_counter() - t0)   # after each method: a cut run keeps it
     table = markdown(rows)
