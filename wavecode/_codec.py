@@ -636,6 +636,19 @@ def _lone(mags, flat, channels, height, width, t, ratio):
     return out[:n]
 
 
+@njit(cache=True, nogil=True)
+def _thin(mags, bmax, qmax, lay, channels, total, width, t, ratio):
+    """Zero the magnitudes of the lone coefficients of plane ``t`` (``_lone``) and update the
+    block maxima; returns their scan positions (``mags[lone] = |vals[lone]|`` undoes it)."""
+    blk, quad, flat = lay[0], lay[2], lay[11]
+    lone = _lone(mags, flat, channels, total // (channels * width), width, t, ratio)
+    if lone.shape[0] > 0:
+        for q in range(lone.shape[0]):
+            mags[lone[q]] = 0.0
+        _block_maxima(mags, blk, quad, bmax, qmax)
+    return lone
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2,
              s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2):
@@ -700,7 +713,6 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     thinned = False
     spec = -1                   # the round being coded thinned on a guess
     lone = np.empty(0, np.int64)
-    kept = np.empty(0, np.float64)
     while True:
         _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
                      st, out, exponent, nplanes, budget, lay, cx, width, pause)
@@ -710,7 +722,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 # the guess was wrong: the thinned round ended within the budget, so the cut
                 # falls later. Back to its start, unthinned (and no guess for it again).
                 for q in range(lone.shape[0]):
-                    mags[lone[q]] = kept[q]
+                    mags[lone[q]] = abs(vals[lone[q]])
                 _block_maxima(mags, blk, quad, bmax, qmax)
                 thinned = False
                 spec = -1
@@ -731,13 +743,9 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 # the cut likely falls in this round: code it thinned at once (undone above
                 # if the round ends within the budget)
                 if budget - st[4] <= guess * (st[4] - last) and pause < nplanes - 1:
-                    lone = _lone(mags, flat, channels, total // (channels * width), width,
+                    lone = _thin(mags, bmax, qmax, lay, channels, total, width,
                                  _POW2[exponent - pause + _POW2_BIAS], thin)
                     if lone.shape[0] > 0:
-                        kept = mags[lone]
-                        for q in range(lone.shape[0]):
-                            mags[lone[q]] = 0.0
-                        _block_maxima(mags, blk, quad, bmax, qmax)
                         thinned = True
                         spec = pause
             last = st[4]
@@ -751,13 +759,10 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 break
             thinned = True
             pause = -1
-            lone = _lone(mags, flat, channels, total // (channels * width), width,
+            lone = _thin(mags, bmax, qmax, lay, channels, total, width,
                          _POW2[exponent - r + _POW2_BIAS], thin)
             if lone.shape[0] == 0:
                 break
-            for q in range(lone.shape[0]):
-                mags[lone[q]] = 0.0
-            _block_maxima(mags, blk, quad, bmax, qmax)
             if snap_round == r:
                 _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
                          s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
