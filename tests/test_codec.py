@@ -165,13 +165,25 @@ def test_lossless_large_noise_grows_the_buffer():
     assert np.array_equal(decompress(data), img)
 
 
-@pytest.mark.parametrize("shape,lossless", [((40, 56, 3), False), ((33, 17), False),
-                                            ((24, 30, 3), True)])
-def test_complete_stream_is_the_language_reordered(shape, lossless):
-    # the codec codes each plane in three passes (P, S, R): a complete stream must hold exactly
-    # the language's tokens, so its coefficients equal a plain replay of the language's scan
+def spot_image(shape):
+    """Flat grey with one small bright spot: most detail subbands stay empty in most planes."""
+    img = np.full(shape, 90, np.uint8)
+    h, w = shape[:2]
+    img[h // 3:h // 3 + 3, w // 2:w // 2 + 2] = 240
+    return img
+
+
+@pytest.mark.parametrize("shape,lossless,image", [((40, 56, 3), False, smooth_image),
+                                                  ((33, 17), False, smooth_image),
+                                                  ((24, 30, 3), True, smooth_image),
+                                                  ((64, 96, 3), False, spot_image),
+                                                  ((70, 50), True, spot_image)])
+def test_complete_stream_is_the_language_reordered(shape, lossless, image):
+    # the codec codes each plane in three passes (P, S, R) and implies the Group4x4 tokens of
+    # subbands that stay empty: a complete stream must hold exactly the language's tokens, so
+    # its coefficients equal a plain replay of the language's scan
     from wavecode import _codec, _scan, codec
-    img = smooth_image(shape, seed=3)
+    img = image(shape) if image is spot_image else image(shape, seed=3)
     h, w = shape[:2]
     planes, levels = codec._coefficients(img, lossless)
     c = planes.shape[0]
@@ -204,6 +216,30 @@ def test_complete_stream_is_the_language_reordered(shape, lossless):
     assert not done and 0 < cut < count
     moved = cut_approx != 0
     assert np.all(np.sign(cut_approx[moved]) == np.sign(ref[moved]))
+
+
+@pytest.mark.parametrize("shape", [(40, 56, 3), (33, 17), (64, 48), (3, 5), (130, 70, 3)])
+def test_band_ends_cover_each_channels_subband_of_4x4_blocks(shape):
+    # the 'does an empty subband stay empty' decision skips blocks blk[i] .. blk[bend[i] - 1]:
+    # that must be exactly the blocks of one channel's subband, which must be a run of the scan
+    from wavecode import codec
+    h, w = shape[:2]
+    c = shape[2] if len(shape) == 3 else 1
+    lay, _, cx, _ = codec._plan(c, h, w, codec._levels_for(h, w))
+    bend = cx[6]
+    seen = np.zeros(lay.size, bool)
+    for i in np.flatnonzero(bend):
+        e = bend[i]
+        assert lay.blk[i] >= 0
+        assert i == 0 or (lay.sb[i - 1], lay.ch[i - 1]) != (lay.sb[i], lay.ch[i])
+        assert np.all(lay.sb[i:e] == lay.sb[i]) and np.all(lay.ch[i:e] == lay.ch[i])
+        assert e == lay.size or (lay.sb[e], lay.ch[e]) != (lay.sb[i], lay.ch[i])
+        ids = lay.blk[i:e]
+        assert ids.min() == ids[0] and ids.max() == ids[-1]
+        assert np.array_equal(np.unique(ids), np.arange(ids[0], ids[-1] + 1))
+        seen[i:e] = True
+    # every entry of a 4x4 block belongs to one such run; no other entry does
+    assert np.array_equal(seen, lay.blk >= 0)
 
 
 def test_lossy_reconstruction_sits_below_the_interval_middle():

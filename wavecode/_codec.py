@@ -8,6 +8,9 @@ three were empty) are not coded at all.
 
 Binarization of a token at a decision of kind k:
 
+* a channel's subband all of whose 4x4 blocks are empty, at its first block (every plane but the
+  first): ``wake`` (0 = all its blocks emit Group4x4, implied: SPECK's set test at the subband,
+  EBCOT's code-block inclusion; the fine subbands of the top planes cost one decision each);
 * group4: ``split`` (0 = Group4x4); after a split the same entry answers a group2 decision;
 * group2: ``split`` (0 = Group2x2); after a split, a coefficient decision;
 * coefficient: ``significant`` (0 = Insignificant); then the sign (NowSignificantPos/Neg);
@@ -25,7 +28,8 @@ an earlier significant coefficient / a new one / split with 0, 1, 2 empty coeffi
 it), the resolution class and luma vs chroma; group decisions likewise from the state of the 4x4
 block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
 prediction); refinement from how many refinements the coefficient has had and its neighbourhood;
-group decisions from the parent and the left / upper neighbours.
+group decisions from the parent and the left / upper neighbours; ``wake`` from the resolution
+class and luma vs chroma.
 
 Truncation: the decoder stops at the first decision whose bits are not all in the data, so any
 prefix of a stream decodes to exactly the tokens the encoder emitted before that point.
@@ -58,7 +62,8 @@ C_G2 = C_G4 + 36                        # (gstate * 6 + cb) * 6 + parent * 2 + n
 C_SIG = C_G2 + N_GSTATE * 36            # ((qstate * 6 + cb) * 3 + parent) * 9 + class
 C_SIGN = C_SIG + N_QSTATE * 162         # 10: chroma * 5 + sign class
 C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
-N_CTX = C_REF + 12
+C_BAND = C_REF + 12                     # 6: cb (does an empty subband stay empty?)
+N_CTX = C_BAND + 6
 
 #: the flat initial coder state (probability 1/2, no count): what ``prior`` replaces
 FLAT_PRIOR = np.zeros((N_CTX, 2), np.int64)
@@ -168,6 +173,8 @@ def _dec_bit(st, data, p1, p2, ctx):
 #   pfl[i]   pyramid index of the parent coefficient, -1 for none
 #   cb[i]    resolution class * 2 + chroma
 #   ori[i]   subband orientation (0 LL, 1 top-right, 2 bottom-left, 3 bottom-right)
+#   bend[i]  at the first entry of a channel's subband made of 4x4 blocks: the entry just past
+#            it (its blocks are blk[i] .. blk[bend[i] - 1]); else 0
 
 def _sig_class_table() -> np.ndarray:
     """JPEG 2000's significance classes (0..8) by orientation, h, v, d neighbour counts."""
@@ -242,6 +249,24 @@ def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
     par = _parent_class(sgn, pfl[_u(i)], p)
     cls = _SIG_CLASS[_u(ori[_u(i)]), _u(hh), _u(vv), _u(dd)]
     return C_SIG + ((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + cls
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _band_empty(b0, b1, bsig):
+    """Do 4x4 blocks ``b0 .. b1`` hold no significant coefficient?"""
+    for b in range(b0, b1 + 1):
+        if bsig[_u(b)] != 0:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _band_wakes(b0, b1, bmax, t):
+    """Encoder: does a coefficient of 4x4 blocks ``b0 .. b1`` reach ``t``?"""
+    for b in range(b0, b1 + 1):
+        if bmax[_u(b)] >= t:
+            return 1
+    return 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -407,7 +432,7 @@ def _make_code(enc):
         is about to start. The whole state lives in ``cur`` and the arrays, so the encoder
         resumes after the caller grows ``buf`` (or snapshots the state at a round's start)."""
         blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-        nbm, pfl, cb, ori, qpos, bpos = cx
+        nbm, pfl, cb, ori, qpos, bpos, bend = cx
         n = approx.shape[0]
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
         count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
@@ -527,7 +552,27 @@ def _make_code(enc):
                 if enc:
                     want = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
                 tok = -1
-                if k == K_REF:
+                skipped = False
+                if k == K_G4 and p > 0 and bend[_u(i)] > 0:
+                    # a channel's subband whose 4x4 blocks are all empty: one decision says
+                    # whether any of them wakes up in this plane; if none does, their Group4x4
+                    # tokens are implied (plane 0 is left alone: its last block may be forced)
+                    b0 = blk[_u(i)]
+                    b1 = blk[_u(bend[_u(i)] - 1)]
+                    if _band_empty(b0, b1, bsig):
+                        wake = _bit(enc, st, buf, p1, p2, C_BAND + cb[_u(i)],
+                                    _band_wakes(b0, b1, bmax, t) if enc else 0)
+                        if wake == 0:
+                            count += b1 - b0 + 1
+                            i = bend[_u(i)]
+                            if i >= n:
+                                p, i, fb, fq, root = p + 1, 0, -1, -1, -1
+                            skipped = True
+                        elif _halt(enc, st, budget):
+                            break
+                if skipped:
+                    pass        # the subband's Group4x4 tokens, implied above
+                elif k == K_REF:
                     tok = NA0 + _bit(enc, st, buf, p1, p2,
                                      _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width), want - NA0)
                 else:
@@ -564,9 +609,10 @@ def _make_code(enc):
                             tok = NSN if neg else NSP
                             sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
                             sp[_u(i)] = p
-                count += 1
-                p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig, qsig,
-                                            approx, blk, blk_end, quad, quad_end)
+                if not skipped:
+                    count += 1
+                    p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig,
+                                                qsig, approx, blk, blk_end, quad, quad_end)
             if p != p0:
                 ph, pp = _next_phase(PH_S, p0, nplanes)
                 j = 0
@@ -941,4 +987,14 @@ def context_tables(lay, bands, levels, channels):
                                                  0))
         qs = np.cumsum(lay.quad_start.astype(np.int64))  # quads started so far, this one included
         bpos = np.where(lay.blk >= 0, qs - qs[b_first], 0)
-    return nbm, pfl.astype(np.int64), cb, ori, qpos.astype(np.int64), bpos.astype(np.int64)
+    # each channel's subband is a contiguous run of the scan (subband, then channel); one made
+    # of 4x4 blocks numbers them consecutively, so a run of block ids covers it
+    bend = np.zeros(lay.size, np.int64)
+    if lay.size:
+        key = lay.sb.astype(np.int64) * max(channels, 1) + lay.ch
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        end = np.r_[first[1:], lay.size]
+        tiled = lay.blk[first] >= 0
+        bend[first[tiled]] = end[tiled]
+    return (nbm, pfl.astype(np.int64), cb, ori, qpos.astype(np.int64), bpos.astype(np.int64),
+            bend)
