@@ -63,7 +63,10 @@ def test_every_prefix_decodes_and_quality_never_falls():
         out = decompress(data[:cut])
         assert out.shape == img.shape
         values.append(psnr(out, img))
-    assert all(b >= a - 1e-9 for a, b in zip(values, values[1:]))
+    # quality grows with the bytes; between two nearby cuts it may dip by a hair: a refinement
+    # bit moves a coefficient to the middle of the half interval it picks, further from a value
+    # that sat near the old reconstruction point (seen: 0.006 dB, LL refinements at byte 42)
+    assert all(b >= a - 0.02 for a, b in zip(values, values[1:]))
     assert values[-1] > values[0] + 15
     assert np.array_equal(decompress(data, max_bytes=500), decompress(data[:500]))
 
@@ -240,6 +243,39 @@ def test_band_ends_cover_each_channels_subband_of_4x4_blocks(shape):
         seen[i:e] = True
     # every entry of a 4x4 block belongs to one such run; no other entry does
     assert np.array_equal(seen, lay.blk >= 0)
+
+
+@pytest.mark.parametrize("shape", [(40, 56, 3), (33, 17), (64, 48), (3, 5), (130, 70, 3)])
+def test_adjacent_and_parent_blocks(shape):
+    # the group decisions' contexts look at the blocks next to a block and at its parents' 2x2
+    # block: check the tables against the geometry, block by block
+    from wavecode import codec
+    from wavecode._lifting import codec_bands
+    h, w = shape[:2]
+    c = shape[2] if len(shape) == 3 else 1
+    levels = codec._levels_for(h, w)
+    lay, _, cx, _ = codec._plan(c, h, w, levels)
+    badj, qadj, bpar, qpar = cx[7:11]
+    bands = np.asarray(codec_bands(h, w, levels)).reshape(-1, 6)
+    pos = {(int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])): i for i in range(lay.size)}
+    pfl = cx[1]
+    for ids, start, side, adj, par in ((lay.blk, lay.blk_start, 4, badj, bpar),
+                                      (lay.quad, lay.quad_start, 2, qadj, qpar)):
+        for i in np.flatnonzero(start.astype(bool) & (ids >= 0)):
+            r0, c0, bh, bw = bands[lay.sb[i], :4]
+            ch, r, col = int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])
+            for d, (dr, dc) in enumerate(((0, -side), (0, side), (-side, 0), (side, 0))):
+                rr, cc = r + dr, col + dc
+                if r0 <= rr < r0 + bh and c0 <= cc < c0 + bw:
+                    j = pos[(ch, rr, cc)]
+                    assert start[j] and adj[ids[i], d] == ids[j]
+                else:
+                    assert adj[ids[i], d] == -1
+            if pfl[i] < 0:
+                assert par[ids[i]] == -1
+            else:
+                pr, pc = divmod(int(pfl[i]) % (lay.height * lay.width), lay.width)
+                assert par[ids[i]] == lay.quad[pos[(ch, pr, pc)]]
 
 
 def test_lossy_reconstruction_sits_below_the_interval_middle():

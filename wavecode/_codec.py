@@ -28,8 +28,10 @@ an earlier significant coefficient / a new one / split with 0, 1, 2 empty coeffi
 it), the resolution class and luma vs chroma; group decisions likewise from the state of the 4x4
 block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
 prediction); refinement from how many refinements the coefficient has had and its neighbourhood;
-group decisions from the parent and the left / upper neighbours; ``wake`` from the resolution
-class and luma vs chroma.
+group decisions from the parent and the left / upper neighbours, whether one of the four
+blocks of the same size next to it (left, right, above, below) holds a significant coefficient
+and whether the 2x2 block of its parents does; ``wake`` from the resolution class and luma vs
+chroma.
 
 Truncation: the decoder stops at the first decision whose bits are not all in the data, so any
 prefix of a stream decodes to exactly the tokens the encoder emitted before that point.
@@ -57,9 +59,10 @@ _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.i
 N_GSTATE = 5      # a 2x2's 4x4 block: none, holds a significant coefficient, or split at 2x2 0..2
 N_QSTATE = 6      # a coefficient's 2x2: none, holds a new significant one, split with 0, 1, 2
 Q_PASS = 5        # insignificant ones before it (_block_state); or, in the P pass, an old one
-C_G4 = 0                                # 36: cb * 6 + parent * 2 + neighbour
-C_G2 = C_G4 + 36                        # (gstate * 6 + cb) * 6 + parent * 2 + neighbour
-C_SIG = C_G2 + N_GSTATE * 36            # ((qstate * 6 + cb) * 3 + parent) * 9 + class
+# group decisions: (... + neighbour) * 4 + adjacent block busy * 2 + parent block busy
+C_G4 = 0                                # 144: (cb * 6 + parent * 2 + neighbour) * 4 + ...
+C_G2 = C_G4 + 144                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 4 ...
+C_SIG = C_G2 + N_GSTATE * 144           # ((qstate * 6 + cb) * 3 + parent) * 9 + class
 C_SIGN = C_SIG + N_QSTATE * 162         # 10: chroma * 5 + sign class
 C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
 C_BAND = C_REF + 12                     # 6: cb (does an empty subband stay empty?)
@@ -175,6 +178,10 @@ def _dec_bit(st, data, p1, p2, ctx):
 #   ori[i]   subband orientation (0 LL, 1 top-right, 2 bottom-left, 3 bottom-right)
 #   bend[i]  at the first entry of a channel's subband made of 4x4 blocks: the entry just past
 #            it (its blocks are blk[i] .. blk[bend[i] - 1]); else 0
+#   badj[b]  the 4x4 blocks left, right, above and below 4x4 block b in its subband (-1: none);
+#            qadj[q] the same for 2x2 blocks
+#   bpar[b]  the 2x2 block holding the parent of the first coefficient of 4x4 block b (-1:
+#            none): the parents of all its 16 coefficients; qpar[q] the same for 2x2 block q
 
 def _sig_class_table() -> np.ndarray:
     """JPEG 2000's significance classes (0..8) by orientation, h, v, d neighbour counts."""
@@ -228,14 +235,33 @@ def _parent_class(sgn, pf, p):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate):
+def _busy(k, nsig, adj):
+    """Does one of the 4 blocks ``adj[k]`` next to block ``k`` hold a significant coefficient?"""
+    for d in range(4):
+        b = adj[_u(k), d]
+        if b >= 0 and nsig[_u(b)] > 0:
+            return 1
+    return 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate, gx):
+    """Context of a group decision (``stage`` 0: 4x4, 1: 2x2 block at entry ``i``); ``gx``:
+    blk, quad, bsig, qsig and the tables badj, qadj, bpar, qpar (see ``context_tables``)."""
+    blk, quad, bsig, qsig, badj, qadj, bpar, qpar = gx
     f = flat[_u(i)]
     m = nbm[_u(i)]
     par = _parent_class(sgn, pfl[_u(i)], p)
     nbr = 1 if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 4, -width) != 0) else 0
     if stage == 0:
-        return C_G4 + cb[_u(i)] * 6 + par * 2 + nbr
-    return C_G2 + (gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr
+        b = blk[_u(i)]
+        pq = bpar[_u(b)]
+        near = _busy(b, bsig, badj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
+        return C_G4 + (cb[_u(i)] * 6 + par * 2 + nbr) * 4 + near
+    q = quad[_u(i)]
+    pq = qpar[_u(q)]
+    near = _busy(q, qsig, qadj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
+    return C_G2 + ((gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr) * 4 + near
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -432,7 +458,8 @@ def _make_code(enc):
         is about to start. The whole state lives in ``cur`` and the arrays, so the encoder
         resumes after the caller grows ``buf`` (or snapshots the state at a round's start)."""
         blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-        nbm, pfl, cb, ori, qpos, bpos, bend = cx
+        nbm, pfl, cb, ori, qpos, bpos, bend, badj, qadj, bpar, qpar = cx
+        gx = (blk, quad, bsig, qsig, badj, qadj, bpar, qpar)
         n = approx.shape[0]
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
         count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
@@ -470,7 +497,7 @@ def _make_code(enc):
                         want = np.int64(qmax[_u(q)] >= t)
                     if _bit(enc, st, buf, p1, p2,
                             _ctx_group(1, j, pp, sgn, flat, nbm, pfl, cb, width,
-                                       _block_state(j, blk, bsig, bpos)), want) == 0:
+                                       _block_state(j, blk, bsig, bpos), gx), want) == 0:
                         count += 1
                         j = e
                         continue
@@ -578,7 +605,7 @@ def _make_code(enc):
                 else:
                     if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
                         if _bit(enc, st, buf, p1, p2,
-                                _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width, 0),
+                                _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width, 0, gx),
                                 np.int64(want != G4)) == 0:
                             tok = G4
                     if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end,
@@ -587,7 +614,7 @@ def _make_code(enc):
                             break
                         if _bit(enc, st, buf, p1, p2,
                                 _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width,
-                                           _block_state(i, blk, bsig, bpos)),
+                                           _block_state(i, blk, bsig, bpos), gx),
                                 np.int64(want != G2)) == 0:
                             tok = G2
                     if tok < 0:
@@ -996,5 +1023,29 @@ def context_tables(lay, bands, levels, channels):
         end = np.r_[first[1:], lay.size]
         tiled = lay.blk[first] >= 0
         bend[first[tiled]] = end[tiled]
+    # 4x4 (2x2) blocks: the 4 blocks left, right, above, below in the same subband (-1 none),
+    # and the 2x2 block holding the parent of the block's first coefficient (-1 none): for a
+    # 4x4 block, exactly the parents of its 16 coefficients
+    inv = np.full(max(lay.channels * lay.height * lay.width, 1), -1, np.int64)
+    inv[lay.flat] = np.arange(lay.size)
+    pent = np.where(pfl >= 0, inv[np.maximum(pfl, 0)], -1)
+    badj = np.full((max(lay.n_blocks, 1), 4), -1, np.int64)
+    qadj = np.full((max(lay.n_quads, 1), 4), -1, np.int64)
+    bpar = np.full(max(lay.n_blocks, 1), -1, np.int64)
+    qpar = np.full(max(lay.n_quads, 1), -1, np.int64)
+    for ids, start, side, adj, par in ((lay.blk, lay.blk_start, 4, badj, bpar),
+                                      (lay.quad, lay.quad_start, 2, qadj, qpar)):
+        e = np.flatnonzero(start.astype(bool) & (ids >= 0))
+        if e.size == 0:
+            continue
+        k = ids[e].astype(np.int64)
+        base = lay.flat[e].astype(np.int64)
+        for d, (dr, dc) in enumerate(((0, -side), (0, side), (-side, 0), (side, 0))):
+            rr, cc = r[e] + dr, c[e] + dc
+            ok = (rr >= r0[e]) & (rr < r0[e] + h[e]) & (cc >= c0[e]) & (cc < c0[e] + w[e])
+            nb_entry = inv[np.where(ok, base + dr * lay.width + dc, 0)]
+            adj[k, d] = np.where(ok, ids[nb_entry], -1)
+        pe = pent[e]
+        par[k] = np.where(pe >= 0, lay.quad[np.maximum(pe, 0)], -1)
     return (nbm, pfl.astype(np.int64), cb, ori, qpos.astype(np.int64), bpos.astype(np.int64),
-            bend)
+            bend, badj, qadj, bpar, qpar)
