@@ -28,9 +28,9 @@ an earlier significant coefficient / a new one / split with 0, 1, 2 empty coeffi
 it), the resolution class and luma vs chroma; group decisions likewise from the state of the 4x4
 block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
 prediction); refinement from how many refinements the coefficient has had and its neighbourhood;
-group decisions from the parent and the left / upper neighbours, whether one of the four
-blocks of the same size next to it (left, right, above, below) holds a significant coefficient
-and whether the 2x2 block of its parents does; ``wake`` from the resolution class and luma vs
+group decisions from the parent and the left / upper neighbours, how many of the four blocks
+of the same size next to it (left, right, above, below) hold a significant coefficient (0, 1,
+2+) and whether the 2x2 block of its parents does; ``wake`` from the resolution class and luma vs
 chroma.
 
 Truncation: the decoder stops at the first decision whose bits are not all in the data, so any
@@ -59,10 +59,10 @@ _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.i
 N_GSTATE = 5      # a 2x2's 4x4 block: none, holds a significant coefficient, or split at 2x2 0..2
 N_QSTATE = 6      # a coefficient's 2x2: none, holds a new significant one, split with 0, 1, 2
 Q_PASS = 5        # insignificant ones before it (_block_state); or, in the P pass, an old one
-# group decisions: (... + neighbour) * 4 + adjacent block busy * 2 + parent block busy
-C_G4 = 0                                # 144: (cb * 6 + parent * 2 + neighbour) * 4 + ...
-C_G2 = C_G4 + 144                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 4 ...
-C_SIG = C_G2 + N_GSTATE * 144           # ((qstate * 6 + cb) * 3 + parent) * 9 + class
+# group decisions: (... + neighbour) * 6 + busy adjacent blocks (0, 1, 2+) * 2 + busy parents
+C_G4 = 0                                # 216: (cb * 6 + parent * 2 + neighbour) * 6 + ...
+C_G2 = C_G4 + 216                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 6 ...
+C_SIG = C_G2 + N_GSTATE * 216           # ((qstate * 6 + cb) * 3 + parent) * 9 + class
 C_SIGN = C_SIG + N_QSTATE * 162         # 10: chroma * 5 + sign class
 C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
 C_BAND = C_REF + 12                     # 6: cb (does an empty subband stay empty?)
@@ -236,12 +236,14 @@ def _parent_class(sgn, pf, p):
 
 @njit(cache=True, nogil=True, inline="always")
 def _busy(k, nsig, adj):
-    """Does one of the 4 blocks ``adj[k]`` next to block ``k`` hold a significant coefficient?"""
+    """How many of the 4 blocks ``adj[k]`` next to block ``k`` hold a significant coefficient
+    (0, 1, 2 or more)?"""
+    c = 0
     for d in range(4):
         b = adj[_u(k), d]
         if b >= 0 and nsig[_u(b)] > 0:
-            return 1
-    return 0
+            c += 1
+    return min(c, 2)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -257,11 +259,11 @@ def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate, gx):
         b = blk[_u(i)]
         pq = bpar[_u(b)]
         near = _busy(b, bsig, badj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
-        return C_G4 + (cb[_u(i)] * 6 + par * 2 + nbr) * 4 + near
+        return C_G4 + (cb[_u(i)] * 6 + par * 2 + nbr) * 6 + near
     q = quad[_u(i)]
     pq = qpar[_u(q)]
     near = _busy(q, qsig, qadj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
-    return C_G2 + ((gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr) * 4 + near
+    return C_G2 + ((gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr) * 6 + near
 
 
 @njit(cache=True, nogil=True, inline="always")
