@@ -247,20 +247,20 @@ def test_band_ends_cover_each_channels_subband_of_4x4_blocks(shape):
 
 @pytest.mark.parametrize("shape", [(40, 56, 3), (33, 17), (64, 48), (3, 5), (130, 70, 3)])
 def test_adjacent_and_parent_blocks(shape):
-    # the group decisions' contexts look at the blocks next to a block and at its parents' 2x2
-    # block: check the tables against the geometry, block by block
+    # the group decisions' contexts look at the blocks next to a block, at its parents' 2x2
+    # block and (chroma) at the luma block: check the tables against the geometry, block by block
     from wavecode import codec
     from wavecode._lifting import codec_bands
     h, w = shape[:2]
     c = shape[2] if len(shape) == 3 else 1
     levels = codec._levels_for(h, w)
     lay, _, cx, _ = codec._plan(c, h, w, levels)
-    badj, qadj, bpar, qpar = cx[7:11]
+    badj, qadj, bpar, qpar, bluma, qluma = cx[7:13]
     bands = np.asarray(codec_bands(h, w, levels)).reshape(-1, 6)
     pos = {(int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])): i for i in range(lay.size)}
     pfl = cx[1]
-    for ids, start, side, adj, par in ((lay.blk, lay.blk_start, 4, badj, bpar),
-                                      (lay.quad, lay.quad_start, 2, qadj, qpar)):
+    for ids, start, side, adj, par, lum in ((lay.blk, lay.blk_start, 4, badj, bpar, bluma),
+                                           (lay.quad, lay.quad_start, 2, qadj, qpar, qluma)):
         for i in np.flatnonzero(start.astype(bool) & (ids >= 0)):
             r0, c0, bh, bw = bands[lay.sb[i], :4]
             ch, r, col = int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])
@@ -276,6 +276,9 @@ def test_adjacent_and_parent_blocks(shape):
             else:
                 pr, pc = divmod(int(pfl[i]) % (lay.height * lay.width), lay.width)
                 assert par[ids[i]] == lay.quad[pos[(ch, pr, pc)]]
+            # chroma: the luma block at the same place, a block start too
+            j = pos[(0, r, col)]
+            assert lum[ids[i]] == (ids[j] if ch > 0 else -1) and (ch == 0 or start[j])
 
 
 def test_lossy_reconstruction_sits_below_the_interval_middle():

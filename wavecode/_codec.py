@@ -30,7 +30,8 @@ block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 co
 prediction); refinement from how many refinements the coefficient has had and its neighbourhood;
 group decisions from the parent and the left / upper neighbours, how many of the four blocks
 of the same size next to it (left, right, above, below) hold a significant coefficient (0, 1,
-2+) and whether the 2x2 block of its parents does; ``wake`` from the resolution class and luma vs
+2+), whether the 2x2 block of its parents does and, for chroma, whether the luma block at the
+same place does; ``wake`` from the resolution class and luma vs
 chroma.
 
 Truncation: the decoder stops at the first decision whose bits are not all in the data, so any
@@ -59,10 +60,11 @@ _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.i
 N_GSTATE = 5      # a 2x2's 4x4 block: none, holds a significant coefficient, or split at 2x2 0..2
 N_QSTATE = 6      # a coefficient's 2x2: none, holds a new significant one, split with 0, 1, 2
 Q_PASS = 5        # insignificant ones before it (_block_state); or, in the P pass, an old one
-# group decisions: (... + neighbour) * 6 + busy adjacent blocks (0, 1, 2+) * 2 + busy parents
-C_G4 = 0                                # 216: (cb * 6 + parent * 2 + neighbour) * 6 + ...
-C_G2 = C_G4 + 216                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 6 ...
-C_SIG = C_G2 + N_GSTATE * 216           # ((qstate * 6 + cb) * 3 + parent) * 9 + class
+# group decisions: ((... + neighbour) * 6 + busy adjacent blocks (0, 1, 2+) * 2 + busy parents)
+# * 2 + busy luma block (chroma)
+C_G4 = 0                                # 432: (cb * 6 + parent * 2 + neighbour) * 12 + ...
+C_G2 = C_G4 + 432                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 12 ...
+C_SIG = C_G2 + N_GSTATE * 432           # ((qstate * 6 + cb) * 3 + parent) * 9 + class
 C_SIGN = C_SIG + N_QSTATE * 162         # 10: chroma * 5 + sign class
 C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
 C_BAND = C_REF + 12                     # 6: cb (does an empty subband stay empty?)
@@ -182,6 +184,8 @@ def _dec_bit(st, data, p1, p2, ctx):
 #            qadj[q] the same for 2x2 blocks
 #   bpar[b]  the 2x2 block holding the parent of the first coefficient of 4x4 block b (-1:
 #            none): the parents of all its 16 coefficients; qpar[q] the same for 2x2 block q
+#   bluma[b] for a chroma 4x4 block, the luma block at the same place (scanned just before it
+#            in the same plane; -1 for luma); qluma[q] the same for 2x2 blocks
 
 def _sig_class_table() -> np.ndarray:
     """JPEG 2000's significance classes (0..8) by orientation, h, v, d neighbour counts."""
@@ -249,8 +253,9 @@ def _busy(k, nsig, adj):
 @njit(cache=True, nogil=True, inline="always")
 def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate, gx):
     """Context of a group decision (``stage`` 0: 4x4, 1: 2x2 block at entry ``i``); ``gx``:
-    blk, quad, bsig, qsig and the tables badj, qadj, bpar, qpar (see ``context_tables``)."""
-    blk, quad, bsig, qsig, badj, qadj, bpar, qpar = gx
+    blk, quad, bsig, qsig and the tables badj, qadj, bpar, qpar, bluma, qluma (see
+    ``context_tables``)."""
+    blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma = gx
     f = flat[_u(i)]
     m = nbm[_u(i)]
     par = _parent_class(sgn, pfl[_u(i)], p)
@@ -259,11 +264,15 @@ def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate, gx):
         b = blk[_u(i)]
         pq = bpar[_u(b)]
         near = _busy(b, bsig, badj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
-        return C_G4 + (cb[_u(i)] * 6 + par * 2 + nbr) * 6 + near
+        lb = bluma[_u(b)]
+        lum = 1 if lb >= 0 and bsig[_u(lb)] > 0 else 0
+        return C_G4 + ((cb[_u(i)] * 6 + par * 2 + nbr) * 6 + near) * 2 + lum
     q = quad[_u(i)]
     pq = qpar[_u(q)]
     near = _busy(q, qsig, qadj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
-    return C_G2 + ((gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr) * 6 + near
+    lq = qluma[_u(q)]
+    lum = 1 if lq >= 0 and qsig[_u(lq)] > 0 else 0
+    return C_G2 + (((gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr) * 6 + near) * 2 + lum
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -460,8 +469,8 @@ def _make_code(enc):
         is about to start. The whole state lives in ``cur`` and the arrays, so the encoder
         resumes after the caller grows ``buf`` (or snapshots the state at a round's start)."""
         blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-        nbm, pfl, cb, ori, qpos, bpos, bend, badj, qadj, bpar, qpar = cx
-        gx = (blk, quad, bsig, qsig, badj, qadj, bpar, qpar)
+        nbm, pfl, cb, ori, qpos, bpos, bend, badj, qadj, bpar, qpar, bluma, qluma = cx
+        gx = (blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma)
         n = approx.shape[0]
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
         count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
@@ -1035,8 +1044,11 @@ def context_tables(lay, bands, levels, channels):
     qadj = np.full((max(lay.n_quads, 1), 4), -1, np.int64)
     bpar = np.full(max(lay.n_blocks, 1), -1, np.int64)
     qpar = np.full(max(lay.n_quads, 1), -1, np.int64)
-    for ids, start, side, adj, par in ((lay.blk, lay.blk_start, 4, badj, bpar),
-                                      (lay.quad, lay.quad_start, 2, qadj, qpar)):
+    bluma = np.full(max(lay.n_blocks, 1), -1, np.int64)
+    qluma = np.full(max(lay.n_quads, 1), -1, np.int64)
+    plane = lay.height * lay.width
+    for ids, start, side, adj, par, lum in ((lay.blk, lay.blk_start, 4, badj, bpar, bluma),
+                                           (lay.quad, lay.quad_start, 2, qadj, qpar, qluma)):
         e = np.flatnonzero(start.astype(bool) & (ids >= 0))
         if e.size == 0:
             continue
@@ -1049,5 +1061,8 @@ def context_tables(lay, bands, levels, channels):
             adj[k, d] = np.where(ok, ids[nb_entry], -1)
         pe = pent[e]
         par[k] = np.where(pe >= 0, lay.quad[np.maximum(pe, 0)], -1)
+        # chroma: the luma block at the same place (coded before it in the same plane)
+        chroma = lay.ch[e] > 0
+        lum[k[chroma]] = ids[inv[base[chroma] % plane]]
     return (nbm, pfl.astype(np.int64), cb, ori, qpos.astype(np.int64), bpos.astype(np.int64),
-            bend, badj, qadj, bpar, qpar)
+            bend, badj, qadj, bpar, qpar, bluma, qluma)
