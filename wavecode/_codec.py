@@ -31,8 +31,7 @@ prediction); refinement from how many refinements the coefficient has had and it
 group decisions from the parent and the left / upper neighbours, how many of the four blocks
 of the same size next to it (left, right, above, below) hold a significant coefficient (0, 1,
 2+), whether the 2x2 block of its parents does and, for chroma, whether the luma block at the
-same place does; ``wake`` from the resolution class and luma vs
-chroma.
+same place does; ``wake`` from the resolution class and luma vs chroma.
 
 Truncation: the decoder stops at the first decision whose bits are not all in the data, so any
 prefix of a stream decodes to exactly the tokens the encoder emitted before that point.
