@@ -4,7 +4,7 @@ Each of the coder's contexts starts from a probability and a count instead of 1/
 the probability a context ends with after coding a set of training photographs (the mean over
 images, weighted by how often each used it), trusted as much as ``--max-count`` decisions, so it
 still adapts to the image at hand within a few dozen decisions. That saves most of the cost of
-learning ~2,300 contexts from scratch, which matters at low rates.
+learning ~4,600 contexts from scratch, which matters at low rates.
 
 The training images are scikit-image's bundled photographs (``pip install scikit-image``; public
 domain / CC0 images, see its ``skimage/data/README.txt``) -- disjoint from the Kodak and Waterloo

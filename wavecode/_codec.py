@@ -25,8 +25,8 @@ mid-plane keeps the decisions with the most distortion reduction per bit.
 Contexts (the ideas of EBCOT / ECECOW): significance from the 8 neighbours' significance (the
 JPEG 2000 tables, by orientation), the parent's significance, the state of its 2x2 block (holds
 an earlier significant coefficient / a new one / split with 0, 1, 2 empty coefficients before
-it), the resolution class and luma vs chroma; group decisions likewise from the state of the 4x4
-block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
+it), the resolution class and luma vs chroma (and, for chroma, whether the luma coefficient at
+the same place is significant); group decisions likewise from the state of the 4x4 block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
 prediction); refinement from how many refinements the coefficient has had and its neighbourhood;
 group decisions from the parent and the left / upper neighbours, how many of the four blocks
 of the same size next to it (left, right, above, below) hold a significant coefficient (0, 1,
@@ -63,8 +63,8 @@ Q_PASS = 5        # insignificant ones before it (_block_state); or, in the P pa
 # * 2 + busy luma block (chroma)
 C_G4 = 0                                # 432: (cb * 6 + parent * 2 + neighbour) * 12 + ...
 C_G2 = C_G4 + 432                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 12 ...
-C_SIG = C_G2 + N_GSTATE * 432           # ((qstate * 6 + cb) * 3 + parent) * 9 + class
-C_SIGN = C_SIG + N_QSTATE * 162         # 10: chroma * 5 + sign class
+C_SIG = C_G2 + N_GSTATE * 432           # (((qstate * 6 + cb) * 3 + parent) * 9 + class) * 2 + luma
+C_SIGN = C_SIG + N_QSTATE * 324         # 10: chroma * 5 + sign class
 C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
 C_BAND = C_REF + 12                     # 6: cb (does an empty subband stay empty?)
 N_CTX = C_BAND + 6
@@ -284,7 +284,10 @@ def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
           + abs(_nb(sgn, f, m, 64, width - 1)) + abs(_nb(sgn, f, m, 128, width + 1)))
     par = _parent_class(sgn, pfl[_u(i)], p)
     cls = _SIG_CLASS[_u(ori[_u(i)]), _u(hh), _u(vv), _u(dd)]
-    return C_SIG + ((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + cls
+    lum = 0
+    if cb[_u(i)] & 1:
+        lum = 1 if sgn[_u(f % (sgn.shape[0] // 3))] != 0 else 0
+    return C_SIG + (((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + cls) * 2 + lum
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -13,7 +13,7 @@ File format (little-endian)::
 
     offset size  field
     0      3     magic b"WVC"
-    3      1     version (8)
+    3      1     version (9)
     4      4     height (uint32)
     8      4     width (uint32)
     12     1     channels (1 or 3)
@@ -46,7 +46,7 @@ __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 MAGIC = b"WVC"
 # 4: trained initial probabilities; 3: refinements one plane late; 2: three passes per bit-plane;
 # 1: the plain scan order
-VERSION = 8
+VERSION = 9
 _HEADER = struct.Struct("<3sBIIBBBBbbBB")
 HEADER_SIZE = _HEADER.size + 4
 #: RD thinning: coefficients in [T, RDO_THIN * T) with no neighbour reaching T are left out of
