@@ -44,8 +44,12 @@ from .layout import layout_from_bands
 __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 
 MAGIC = b"WVC"
-# 4: trained initial probabilities; 3: refinements one plane late; 2: three passes per bit-plane;
-# 1: the plain scan order
+# 9: chroma significance sees the co-located luma coefficient; 8: chroma group decisions the
+# co-located luma block; 7: busy adjacent blocks counted (0, 1, 2+); 6: group decisions see the
+# adjacent blocks and the parents' 2x2 block; 5: one wake-up decision per empty subband and
+# plane; 4: trained initial probabilities; 3: refinements one plane late; 2: three passes per
+# bit-plane; 1: the plain scan order. Files of other versions are refused (no decoder for them
+# is kept: the format is young).
 VERSION = 9
 _HEADER = struct.Struct("<3sBIIBBBBbbBB")
 HEADER_SIZE = _HEADER.size + 4
