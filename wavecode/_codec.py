@@ -286,7 +286,9 @@ def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
     cls = _SIG_CLASS[_u(ori[_u(i)]), _u(hh), _u(vv), _u(dd)]
     lum = 0
     if cb[_u(i)] & 1:
-        lum = 1 if sgn[_u(f % (sgn.shape[0] // 3))] != 0 else 0
+        plane = sgn.shape[0] // 3      # by a constant: a multiply, not the division of f % plane
+        lf = f - plane if f < 2 * plane else f - 2 * plane
+        lum = 1 if sgn[_u(lf)] != 0 else 0
     return C_SIG + (((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + cls) * 2 + lum
 
 
@@ -668,11 +670,12 @@ _decode_pass = _make_code(False)
 
 
 @njit(cache=True, nogil=True)
-def _start(n, nplanes, nblk, nquad, total, prior):
-    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2); the
-    probabilities start from ``prior`` (N_CTX, 2): the probability of a 0 (of 2**16) and a count
-    that sets how fast each context first adapts (as if it had seen that many decisions)."""
-    approx = np.empty(n, np.float64)
+def _start(approx, nplanes, nblk, nquad, total, prior):
+    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2), the
+    coefficients in ``approx`` (zeroed); the probabilities start from ``prior`` (N_CTX, 2): the
+    probability of a 0 (of 2**16) and a count that sets how fast each context first adapts (as
+    if it had seen that many decisions)."""
+    n = approx.shape[0]
     sig = np.empty(n, np.uint8)
     bsig = np.empty(max(nblk, 1), np.int32)
     qsig = np.empty(max(nquad, 1), np.int32)
@@ -778,8 +781,8 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total,
-                                                                prior)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(np.empty(n, np.float64), nplanes,
+                                                                nblk, nquad, total, prior)
     mags = np.abs(vals)
     bmax = np.zeros(max(nblk, 1), np.float64)
     qmax = np.zeros(max(nquad, 1), np.float64)
@@ -854,7 +857,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                          s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
             else:                   # no snapshot of that round: from the start
                 cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(
-                    n, nplanes, nblk, nquad, total, prior)
+                    np.empty(n, np.float64), nplanes, nblk, nquad, total, prior)
                 cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
                 st[:] = 0
                 st[1] = 0xFFFFFFFF
@@ -877,10 +880,10 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
     """Decode as many tokens as ``data`` determines into ``approx_out`` (scan order). Returns the
     number of tokens and whether the stream was complete."""
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-    n = approx_out.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(n, nplanes, nblk, nquad, total,
-                                                                prior)
+    # decoded straight into approx_out (a copy of 9 MB for a Kodak image otherwise)
+    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(approx_out, nplanes, nblk, nquad,
+                                                                total, prior)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
     st[1] = 0xFFFFFFFF
@@ -893,7 +896,6 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
     dummy = np.empty(0, np.float64)
     _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgn, sp, vis, p1, p2,
                  st, data, exponent, nplanes, 0, lay, cx, width, -1)
-    approx_out[:] = approx
     return cur[_CN], cur[_CPH] == PH_DONE
 
 
@@ -944,6 +946,8 @@ def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, out):
     pyr = np.zeros(c * h * w)
     for i in range(approx.shape[0]):
         a = approx[i]
+        if a == 0.0:
+            continue        # most of them: pyr is zero already
         if lossless:
             m = abs(a)
             # a complete stream leaves each coefficient in [lo, lo + 1/2): one integer
@@ -962,25 +966,27 @@ def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, out):
     for k in range(c):
         _inv2d(pyr[k * h * w:(k + 1) * h * w], h, w, levels, lossless, tmp)
     plane = h * w
-    for q in range(plane):
-        if c == 1:
-            out[q // w, q % w, 0] = min(255.0, max(0.0, np.rint(pyr[q] + 128.0)))
-            continue
-        y = pyr[q]
-        cb = pyr[plane + q]
-        cr = pyr[2 * plane + q]
-        if lossless:
-            g = y - np.floor((cb + cr) / 4.0)
-            rgb0 = cr + g
-            rgb1 = g
-            rgb2 = cb + g
-        else:
-            rgb0 = YCBCR_INV[0, 0] * y + YCBCR_INV[0, 1] * cb + YCBCR_INV[0, 2] * cr
-            rgb1 = YCBCR_INV[1, 0] * y + YCBCR_INV[1, 1] * cb + YCBCR_INV[1, 2] * cr
-            rgb2 = YCBCR_INV[2, 0] * y + YCBCR_INV[2, 1] * cb + YCBCR_INV[2, 2] * cr
-        out[q // w, q % w, 0] = min(255.0, max(0.0, np.rint(rgb0 + 128.0)))
-        out[q // w, q % w, 1] = min(255.0, max(0.0, np.rint(rgb1 + 128.0)))
-        out[q // w, q % w, 2] = min(255.0, max(0.0, np.rint(rgb2 + 128.0)))
+    for y in range(h):
+        for x in range(w):
+            q = y * w + x
+            if c == 1:
+                out[y, x, 0] = min(255.0, max(0.0, np.rint(pyr[_u(q)] + 128.0)))
+                continue
+            lum = pyr[_u(q)]
+            cb = pyr[_u(plane + q)]
+            cr = pyr[_u(2 * plane + q)]
+            if lossless:
+                g = lum - np.floor((cb + cr) / 4.0)
+                rgb0 = cr + g
+                rgb1 = g
+                rgb2 = cb + g
+            else:
+                rgb0 = YCBCR_INV[0, 0] * lum + YCBCR_INV[0, 1] * cb + YCBCR_INV[0, 2] * cr
+                rgb1 = YCBCR_INV[1, 0] * lum + YCBCR_INV[1, 1] * cb + YCBCR_INV[1, 2] * cr
+                rgb2 = YCBCR_INV[2, 0] * lum + YCBCR_INV[2, 1] * cb + YCBCR_INV[2, 2] * cr
+            out[y, x, 0] = min(255.0, max(0.0, np.rint(rgb0 + 128.0)))
+            out[y, x, 1] = min(255.0, max(0.0, np.rint(rgb1 + 128.0)))
+            out[y, x, 2] = min(255.0, max(0.0, np.rint(rgb2 + 128.0)))
 
 
 def context_tables(lay, bands, levels, channels):

@@ -95,21 +95,87 @@ def _lift(t, n, cw, reversible, forward):
         _lift_rows(t, n, cw, -_A, True)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _split_term(t, d, a, b, coef, mode, sign):
+    """One sample of a lifting step: ``t[d]`` from ``t[a] + t[b]`` (float step with ``coef``,
+    or the 5/3 integer predict (``mode`` 1) / update (2) step, applied with ``sign``)."""
+    if mode == 0:
+        t[_u(d)] += coef * (t[_u(a)] + t[_u(b)])
+    elif mode == 1:
+        t[_u(d)] -= sign * np.floor((t[_u(a)] + t[_u(b)]) / 2.0)
+    else:
+        t[_u(d)] += sign * np.floor((t[_u(a)] + t[_u(b)] + 2.0) / 4.0)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _step_split(t, n, odd, coef, mode, sign):
+    """:func:`_lift_rows` on one signal of length ``n`` held split: its even samples in
+    ``t[:ne]``, its odd ones in ``t[ne:n]``. The same sums in the same order, so the same bits;
+    contiguous loops without the boundary tests inside, so they vectorize."""
+    ne = (n + 1) // 2
+    nh = n // 2
+    if odd:         # odd sample k: even neighbours k and k + 1 (k, k at the right end)
+        m = min(nh, ne - 1)
+        if mode == 0:
+            for k in range(m):
+                t[_u(ne + k)] += coef * (t[_u(k)] + t[_u(k + 1)])
+        else:
+            for k in range(m):
+                _split_term(t, ne + k, k, k + 1, coef, mode, sign)
+        if nh == ne:
+            _split_term(t, ne + nh - 1, nh - 1, nh - 1, coef, mode, sign)
+    else:           # even sample k: odd neighbours k - 1 and k (0, 0 at the left end)
+        _split_term(t, 0, ne, ne, coef, mode, sign)
+        if mode == 0:
+            for k in range(1, nh):
+                t[_u(k)] += coef * (t[_u(ne + k - 1)] + t[_u(ne + k)])
+        else:
+            for k in range(1, nh):
+                _split_term(t, k, ne + k - 1, ne + k, coef, mode, sign)
+        if ne > nh and ne > 1:
+            _split_term(t, ne - 1, ne + nh - 1, ne + nh - 1, coef, mode, sign)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _lift_split(t, n, reversible, forward):
+    """All lifting steps of one level on a split signal (see :func:`_step_split`)."""
+    if reversible:
+        if forward:
+            _step_split(t, n, True, 0.0, 1, 1.0)
+            _step_split(t, n, False, 0.0, 2, 1.0)
+        else:
+            _step_split(t, n, False, 0.0, 2, -1.0)
+            _step_split(t, n, True, 0.0, 1, -1.0)
+    elif forward:
+        _step_split(t, n, True, _A, 0, 1.0)
+        _step_split(t, n, False, _B, 0, 1.0)
+        _step_split(t, n, True, _G, 0, 1.0)
+        _step_split(t, n, False, _D, 0, 1.0)
+    else:
+        _step_split(t, n, False, -_D, 0, 1.0)
+        _step_split(t, n, True, -_G, 0, 1.0)
+        _step_split(t, n, False, -_B, 0, 1.0)
+        _step_split(t, n, True, -_A, 0, 1.0)
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _fwd_line(x, n, stride, base, reversible, tmp):
-    """In-place forward transform of ``x[base + k*stride]``, k < n: low half, then high half."""
+    """In-place forward transform of ``x[base + k*stride]``, k < n: low half, then high half.
+    (Lifted split -- evens, then odds -- which is where the halves end up anyway.)"""
     if n < 2:
         return
-    for k in range(n):
-        tmp[_u(k)] = x[_u(base + k * stride)]
-    _lift(tmp, n, 1, reversible, True)
-    lo = 1.0 if reversible else _LO
-    hi = 1.0 if reversible else _HI
     ne = (n + 1) // 2
     for k in range(ne):
-        x[_u(base + k * stride)] = tmp[_u(2 * k)] * lo
+        tmp[_u(k)] = x[_u(base + 2 * k * stride)]
     for k in range(n // 2):
-        x[_u(base + (ne + k) * stride)] = tmp[_u(2 * k + 1)] * hi
+        tmp[_u(ne + k)] = x[_u(base + (2 * k + 1) * stride)]
+    _lift_split(tmp, n, reversible, True)
+    lo = 1.0 if reversible else _LO
+    hi = 1.0 if reversible else _HI
+    for k in range(ne):
+        x[_u(base + k * stride)] = tmp[_u(k)] * lo
+    for k in range(ne, n):
+        x[_u(base + k * stride)] = tmp[_u(k)] * hi
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -120,12 +186,14 @@ def _inv_line(x, n, stride, base, reversible, tmp):
     hi = 1.0 if reversible else _HI
     ne = (n + 1) // 2
     for k in range(ne):
-        tmp[_u(2 * k)] = x[_u(base + k * stride)] / lo
+        tmp[_u(k)] = x[_u(base + k * stride)] / lo
+    for k in range(ne, n):
+        tmp[_u(k)] = x[_u(base + k * stride)] / hi
+    _lift_split(tmp, n, reversible, False)
+    for k in range(ne):
+        x[_u(base + 2 * k * stride)] = tmp[_u(k)]
     for k in range(n // 2):
-        tmp[_u(2 * k + 1)] = x[_u(base + (ne + k) * stride)] / hi
-    _lift(tmp, n, 1, reversible, False)
-    for k in range(n):
-        x[_u(base + k * stride)] = tmp[_u(k)]
+        x[_u(base + (2 * k + 1) * stride)] = tmp[_u(ne + k)]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
