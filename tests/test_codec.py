@@ -281,6 +281,31 @@ def test_adjacent_and_parent_blocks(shape):
             assert lum[ids[i]] == (ids[j] if ch > 0 else -1) and (ch == 0 or start[j])
 
 
+def test_sign_contexts_per_class_and_orientation():
+    # one set of JPEG 2000's 5 sign contexts per (resolution class, luma / chroma, orientation):
+    # each (class, orientation) pair of an RGB image gets its own set, inside the sign range
+    from wavecode import _codec, codec
+    h, w, c = 96, 80, 3
+    lay, _, cx, _ = codec._plan(c, h, w, codec._levels_for(h, w))
+    nbm, _, cb, ori = cx[:4]
+    sgn = np.zeros(c * h * w, np.int8)
+    first = {}
+    for i in range(lay.size):
+        ctx, xr = _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)
+        assert xr == 0                      # no significant neighbour: class 0, no prediction
+        first.setdefault((int(cb[i]), int(ori[i])), set()).add(int(ctx))
+    assert all(len(v) == 1 for v in first.values())
+    ctxs = [v.pop() for v in first.values()]
+    assert len(set(ctxs)) == len(ctxs) == 3 * 2 * 3 + 2    # 3 orientations per class, LL twice
+    assert all(_codec.C_SIGN <= k and k + 4 < _codec.C_REF for k in ctxs)
+    # a significant left neighbour moves the context within its set and predicts the sign
+    i = next(i for i in range(lay.size) if nbm[i] & 1 and ori[i] == 1 and cb[i] == 0)
+    sgn[lay.flat[i] - 1] = -1
+    ctx, xr = _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)
+    base = _codec.C_SIGN + (0 * 4 + 1) * 5
+    assert base < ctx < base + 5 and xr == 1
+
+
 def test_lossy_reconstruction_sits_below_the_interval_middle():
     # |a| = 1.5 T (no refinement yet: [T, 2T)) decodes to 1.375 T; 1.25 T (one refinement:
     # [T, 1.5 T)) to 1.25 T - T/16; the lossless path is untouched

@@ -26,12 +26,14 @@ Contexts (the ideas of EBCOT / ECECOW): significance from the 8 neighbours' sign
 JPEG 2000 tables, by orientation), the parent's significance, the state of its 2x2 block (holds
 an earlier significant coefficient / a new one / split with 0, 1, 2 empty coefficients before
 it), the resolution class and luma vs chroma (and, for chroma, whether the luma coefficient at
-the same place is significant); group decisions likewise from the state of the 4x4 block; sign from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
-prediction); refinement from how many refinements the coefficient has had and its neighbourhood;
-group decisions from the parent and the left / upper neighbours, how many of the four blocks
-of the same size next to it (left, right, above, below) hold a significant coefficient (0, 1,
-2+), whether the 2x2 block of its parents does and, for chroma, whether the luma block at the
-same place does; ``wake`` from the resolution class and luma vs chroma.
+the same place is significant); group decisions likewise from the state of the 4x4 block; sign
+from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
+prediction), one set per resolution class, luma / chroma and subband orientation; refinement
+from how many refinements the coefficient has had and its neighbourhood; group decisions from
+the parent and the left / upper neighbours, how many of the four blocks of the same size next
+to it (left, right, above, below) hold a significant coefficient (0, 1, 2+), whether the 2x2
+block of its parents does and, for chroma, whether the luma block at the same place does;
+``wake`` from the resolution class and luma vs chroma.
 
 Truncation: the decoder stops at the first decision whose bits are not all in the data, so any
 prefix of a stream decodes to exactly the tokens the encoder emitted before that point.
@@ -64,8 +66,8 @@ Q_PASS = 5        # insignificant ones before it (_block_state); or, in the P pa
 C_G4 = 0                                # 432: (cb * 6 + parent * 2 + neighbour) * 12 + ...
 C_G2 = C_G4 + 432                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 12 ...
 C_SIG = C_G2 + N_GSTATE * 432           # (((qstate * 6 + cb) * 3 + parent) * 9 + class) * 2 + luma
-C_SIGN = C_SIG + N_QSTATE * 324         # 10: chroma * 5 + sign class
-C_REF = C_SIGN + 10                     # 12: (chroma * 3 + refinement index) * 2 + neighbour
+C_SIGN = C_SIG + N_QSTATE * 324         # 120: (cb * 4 + orientation) * 5 + sign class
+C_REF = C_SIGN + 120                    # 12: (chroma * 3 + refinement index) * 2 + neighbour
 C_BAND = C_REF + 12                     # 6: cb (does an empty subband stay empty?)
 N_CTX = C_BAND + 6
 
@@ -335,14 +337,18 @@ def _sig_neighbour(i, sgn, flat, nbm, width):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_sign(i, sgn, flat, nbm, cb, width):
+def _ctx_sign(i, sgn, flat, nbm, cb, ori, width):
+    """JPEG 2000's 5 sign contexts (and its sign prediction), one set per resolution class,
+    luma / chroma and subband orientation: how a coefficient's sign follows its horizontal and
+    vertical neighbours' differs between the orientations (along an edge or across it)."""
     f = flat[_u(i)]
     m = nbm[_u(i)]
     hs = _nb(sgn, f, m, 1, -1) + _nb(sgn, f, m, 2, 1)
     vs = _nb(sgn, f, m, 4, -width) + _nb(sgn, f, m, 8, width)
     hs = max(-1, min(1, hs)) + 1
     vs = max(-1, min(1, vs)) + 1
-    return C_SIGN + (cb[_u(i)] & 1) * 5 + _SIGN_CTX[_u(hs), _u(vs)], _SIGN_XOR[_u(hs), _u(vs)]
+    return (C_SIGN + (cb[_u(i)] * 4 + ori[_u(i)]) * 5 + _SIGN_CTX[_u(hs), _u(vs)],
+            _SIGN_XOR[_u(hs), _u(vs)])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -533,7 +539,7 @@ def _make_code(enc):
                             if _halt(enc, st, budget):
                                 halted = True
                                 break
-                            ctx, xr = _ctx_sign(jj, sgn, flat, nbm, cb, width)
+                            ctx, xr = _ctx_sign(jj, sgn, flat, nbm, cb, ori, width)
                             neg = _bit(enc, st, buf, p1, p2, ctx,
                                        (np.int64(enc and vals[_u(jj)] < 0)) ^ xr) ^ xr
                             sgn[_u(flat[_u(jj)])] = -(pp + 1) if neg else pp + 1
@@ -557,7 +563,7 @@ def _make_code(enc):
                         continue
                     if _halt(enc, st, budget):
                         break
-                    ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, width)
+                    ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, ori, width)
                     neg = _bit(enc, st, buf, p1, p2, ctx,
                                (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
                     sgn[_u(flat[_u(j)])] = -(pp + 1) if neg else pp + 1
@@ -646,7 +652,7 @@ def _make_code(enc):
                         else:
                             if _halt(enc, st, budget):
                                 break
-                            ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, width)
+                            ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, ori, width)
                             neg = _bit(enc, st, buf, p1, p2, ctx, np.int64(want == NSN) ^ xr) ^ xr
                             tok = NSN if neg else NSP
                             sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
