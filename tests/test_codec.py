@@ -282,8 +282,9 @@ def test_adjacent_and_parent_blocks(shape):
 
 
 def test_sign_contexts_per_class_and_orientation():
-    # one set of JPEG 2000's 5 sign contexts per (resolution class, luma / chroma, orientation):
-    # each (class, orientation) pair of an RGB image gets its own set, inside the sign range
+    # one set of JPEG 2000's 5 sign contexts (each split 3 ways by the diagonal neighbours' signs)
+    # per (resolution class, luma / chroma, orientation): each (class, orientation) pair of an
+    # RGB image gets its own set, inside the sign range
     from wavecode import _codec, codec
     h, w, c = 96, 80, 3
     lay, _, cx, _ = codec._plan(c, h, w, codec._levels_for(h, w))
@@ -297,13 +298,20 @@ def test_sign_contexts_per_class_and_orientation():
     assert all(len(v) == 1 for v in first.values())
     ctxs = [v.pop() for v in first.values()]
     assert len(set(ctxs)) == len(ctxs) == 3 * 2 * 3 + 2    # 3 orientations per class, LL twice
-    assert all(_codec.C_SIGN <= k and k + 4 < _codec.C_REF for k in ctxs)
-    # a significant left neighbour moves the context within its set and predicts the sign
-    i = next(i for i in range(lay.size) if nbm[i] & 1 and ori[i] == 1 and cb[i] == 0)
+    assert all(_codec.C_SIGN <= k < _codec.C_REF for k in ctxs)
+    # a significant left neighbour moves the context within its set and predicts the sign ...
+    i = next(i for i in range(lay.size)
+             if nbm[i] & 1 and nbm[i] & 16 and ori[i] == 1 and cb[i] == 0)
     sgn[lay.flat[i] - 1] = -1
     ctx, xr = _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)
-    base = _codec.C_SIGN + (0 * 4 + 1) * 5
-    assert base < ctx < base + 5 and xr == 1
+    base = _codec.C_SIGN + (0 * 4 + 1) * 15
+    assert base < ctx < base + 15 and xr == 1
+    # ... and a diagonal neighbour agreeing with the prediction moves it once more
+    sgn[lay.flat[i] - w - 1] = -1
+    ctx2, xr2 = _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)
+    assert xr2 == 1 and ctx2 == ctx + 1
+    sgn[lay.flat[i] - w - 1] = 1
+    assert _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)[0] == ctx - 1
 
 
 def test_lossy_reconstruction_sits_below_the_interval_middle():

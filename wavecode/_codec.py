@@ -28,7 +28,8 @@ an earlier significant coefficient / a new one / split with 0, 1, 2 empty coeffi
 it), the resolution class and luma vs chroma (and, for chroma, whether the luma coefficient at
 the same place is significant); group decisions likewise from the state of the 4x4 block; sign
 from the horizontal and vertical neighbours' signs (JPEG 2000's 5 contexts and sign
-prediction), one set per resolution class, luma / chroma and subband orientation; refinement
+prediction), one set per resolution class, luma / chroma and subband orientation, each split
+by the diagonal neighbours' signs (with / against the prediction, neither); refinement
 from how many refinements the coefficient has had and its neighbourhood; group decisions from
 the parent and the left / upper neighbours, how many of the four blocks of the same size next
 to it (left, right, above, below) hold a significant coefficient (0, 1, 2+), whether the 2x2
@@ -66,8 +67,8 @@ Q_PASS = 5        # insignificant ones before it (_block_state); or, in the P pa
 C_G4 = 0                                # 432: (cb * 6 + parent * 2 + neighbour) * 12 + ...
 C_G2 = C_G4 + 432                       # ((gstate * 6 + cb) * 6 + parent * 2 + neighbour) * 12 ...
 C_SIG = C_G2 + N_GSTATE * 432           # (((qstate * 6 + cb) * 3 + parent) * 9 + class) * 2 + luma
-C_SIGN = C_SIG + N_QSTATE * 324         # 120: (cb * 4 + orientation) * 5 + sign class
-C_REF = C_SIGN + 120                    # 12: (chroma * 3 + refinement index) * 2 + neighbour
+C_SIGN = C_SIG + N_QSTATE * 324         # 360: ((cb * 4 + orientation) * 5 + sign class) * 3
+C_REF = C_SIGN + 360                    # 12: (chroma * 3 + refinement index) * 2 + neighbour
 C_BAND = C_REF + 12                     # 6: cb (does an empty subband stay empty?)
 N_CTX = C_BAND + 6
 
@@ -339,16 +340,25 @@ def _sig_neighbour(i, sgn, flat, nbm, width):
 @njit(cache=True, nogil=True, inline="always")
 def _ctx_sign(i, sgn, flat, nbm, cb, ori, width):
     """JPEG 2000's 5 sign contexts (and its sign prediction), one set per resolution class,
-    luma / chroma and subband orientation: how a coefficient's sign follows its horizontal and
-    vertical neighbours' differs between the orientations (along an edge or across it)."""
+    luma / chroma and subband orientation -- how a coefficient's sign follows its horizontal and
+    vertical neighbours' differs between the orientations (along an edge or across it) -- each
+    split three ways by the diagonal neighbours' signs."""
     f = flat[_u(i)]
     m = nbm[_u(i)]
     hs = _nb(sgn, f, m, 1, -1) + _nb(sgn, f, m, 2, 1)
     vs = _nb(sgn, f, m, 4, -width) + _nb(sgn, f, m, 8, width)
     hs = max(-1, min(1, hs)) + 1
     vs = max(-1, min(1, vs)) + 1
-    return (C_SIGN + (cb[_u(i)] * 4 + ori[_u(i)]) * 5 + _SIGN_CTX[_u(hs), _u(vs)],
-            _SIGN_XOR[_u(hs), _u(vs)])
+    # the diagonal neighbours' signs, summed and seen as the prediction sees them: agreeing
+    # with the predicted sign, against it, or no opinion
+    ds = (_nb(sgn, f, m, 16, -width - 1) + _nb(sgn, f, m, 32, -width + 1)
+          + _nb(sgn, f, m, 64, width - 1) + _nb(sgn, f, m, 128, width + 1))
+    xr = _SIGN_XOR[_u(hs), _u(vs)]
+    if xr:
+        ds = -ds
+    ds = max(-1, min(1, ds)) + 1
+    return (C_SIGN + ((cb[_u(i)] * 4 + ori[_u(i)]) * 5 + _SIGN_CTX[_u(hs), _u(vs)]) * 3 + ds,
+            xr)
 
 
 @njit(cache=True, nogil=True, inline="always")
