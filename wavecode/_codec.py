@@ -1005,8 +1005,9 @@ def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, out):
             out[y, x, 2] = min(255.0, max(0.0, np.rint(rgb2 + 128.0)))
 
 
-def context_tables(lay, bands, levels, channels):
-    """The per-entry context tables (see above) of a layout."""
+def context_tables(lay, bands, levels, channels, blocks=True):
+    """The per-entry context tables (see above) of a layout; without ``blocks``, only
+    ``(nbm, pfl, cb, ori)`` (what the tokenizer's context features need)."""
     b = np.asarray(bands, np.int64).reshape(-1, 6)
     sb = lay.sb
     r0, c0, h, w = b[sb, 0], b[sb, 1], b[sb, 2], b[sb, 3]
@@ -1038,6 +1039,8 @@ def context_tables(lay, bands, levels, channels):
     chroma = (lay.ch >= 1).astype(np.int64) if channels == 3 else np.zeros(lay.size, np.int64)
     cb = (bclass * 2 + chroma).astype(np.int64)
     ori = b[sb, 5].astype(np.int64)
+    if not blocks:
+        return nbm, pfl.astype(np.int64), cb, ori
     # position of an entry in its 2x2 block and of its 2x2 block in its 4x4 block (both are
     # contiguous runs of the scan)
     qpos = np.zeros(lay.size, np.int64)

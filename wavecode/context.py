@@ -32,8 +32,8 @@ def context_tables_of(tokenizer):
     outside), of its parent (-1 none) and its subband orientation."""
     lay = tokenizer.layout
     hp, wp = tokenizer.padded_shape
-    nbm, pfl, _, ori, *_ = context_tables(lay, subbands(hp, wp, tokenizer.levels), tokenizer.levels,
-                                        tokenizer.image_shape[2])
+    nbm, pfl, _, ori = context_tables(lay, subbands(hp, wp, tokenizer.levels), tokenizer.levels,
+                                      tokenizer.image_shape[2], blocks=False)
     inv = np.full(lay.channels * lay.height * lay.width, -1, np.int64)
     inv[lay.flat] = np.arange(lay.size)
     offs = [-1, 1, -wp, wp, -wp - 1, -wp + 1, wp - 1, wp + 1]
