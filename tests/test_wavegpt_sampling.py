@@ -64,11 +64,28 @@ def test_left_padded_prefill_equals_each_row_alone(data):
         valid[i, width - k:] = True
     dec = StaticKVDecoder(model, 4, width + 1)
     got = dec.forward(x, valid)[:, -1]
-    nxt = dec.forward(emb[:, :1])[:, 0]               # one more step after the padded prefill
-    assert torch.isfinite(nxt).all()
+    # one more step after the padded prefill (the fused kernel, padding masked)
+    nxt = dec.forward(emb[:, 9:10])[:, 0]
     for i, k in enumerate(n):
-        alone = StaticKVDecoder(model, 1, k).forward(emb[i:i + 1, :k])[0, -1]
-        assert torch.allclose(got[i], alone, atol=1e-5)
+        alone = StaticKVDecoder(model, 1, k + 1)
+        assert torch.allclose(got[i], alone.forward(emb[i:i + 1, :k])[0, -1], atol=1e-5)
+        assert torch.allclose(nxt[i], alone.forward(emb[i:i + 1, 9:10])[0, 0], atol=1e-5)
+
+
+def test_fused_and_sdpa_steps_agree(data):
+    tok, batch, labels = data
+    model = tiny(tok)
+    inp = batch_streams(batch, labels, model.config)
+    emb = model.embed(inp["input_ids"], inp["slots"], inp["next_slots"], inp["exponents"])
+    out = []
+    for fused in (True, False):
+        dec = StaticKVDecoder(model, len(batch), 40, fused=fused)
+        assert dec.fused == fused
+        out.append(torch.cat([dec.forward(emb[:, :3])] +
+                             [dec.forward(emb[:, i:i + 1]) for i in range(3, 40)], 1))
+    assert torch.allclose(out[0], out[1], atol=1e-5)
+    with pytest.raises(ValueError, match="float32 model on the CPU"):
+        StaticKVDecoder(model.to(torch.bfloat16), 1, 4, fused=True)
 
 
 def test_sampled_streams_are_legal_with_every_option(data):

@@ -6,14 +6,22 @@ model sizes. Here every layer gets ``(B, H, T_max, D)`` key and value buffers on
 one column and attends over the filled prefix. The same weights as the HF model, so a prefill
 followed by steps gives the full forward's logits (tested).
 
+On the CPU (float32) keys and values are stored transposed, ``(B, H, D, T_max)``, and a
+one-position step attends with a fused numba kernel (:mod:`wavegpt._attention`): torch's CPU
+SDPA reads the cache of a 64-row batch at a fraction of the memory bandwidth. Prefills (several
+positions) and other devices use ``scaled_dot_product_attention``.
+
 Rows may start at different lengths (rewinding streams of different lengths): prefixes are
 left-aligned to a common end, and a key-validity mask hides the padding. Positions are counted
 per row, so models with GPT-2's absolute position table work too.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
+
+from ._attention import _attend_last
 
 from .device import attention_kernels
 
@@ -40,9 +48,12 @@ class StaticKVDecoder:
         Rows (streams; with classifier-free guidance, twice the streams).
     max_len : int
         Positions to reserve per row (class token + tokens).
+    fused : bool, optional
+        Single steps through the fused CPU kernel; default: when the model is float32 on the
+        CPU (``False`` gives the SDPA path everywhere, e.g. to compare the two).
     """
 
-    def __init__(self, model, batch_size: int, max_len: int):
+    def __init__(self, model, batch_size: int, max_len: int, fused: bool | None = None):
         cfg = model.config
         if cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn or \
                 not cfg.scale_attn_weights or cfg.add_cross_attention:
@@ -52,14 +63,37 @@ class StaticKVDecoder:
         self.n_head = cfg.n_head
         self.head_dim = cfg.n_embd // cfg.n_head
         p = next(model.parameters())
+        # transposed keys and values for the fused CPU kernel: (L, B, H, D, T) instead of
+        # (L, B, H, T, D)
+        can_fuse = p.device.type == "cpu" and p.dtype == torch.float32
+        if fused and not can_fuse:
+            raise ValueError(f"the fused kernel needs a float32 model on the CPU, not "
+                             f"{p.dtype} on {p.device}")
+        self.fused = can_fuse if fused is None else bool(fused)
         shape = (len(self.blocks), batch_size, cfg.n_head, max_len, self.head_dim)
+        if self.fused:
+            shape = shape[:3] + (self.head_dim, max_len)
         self.k = torch.zeros(shape, dtype=p.dtype, device=p.device)
         self.v = torch.zeros(shape, dtype=p.dtype, device=p.device)
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=p.device)
+        if self.fused:
+            self._k_np, self._v_np, self._valid_np = (self.k.numpy(), self.v.numpy(),
+                                                      self.valid.numpy())
         self.pos = torch.zeros(batch_size, dtype=torch.long, device=p.device)  # per-row position
         self.t = 0                      # columns filled
         self.max_len = max_len
         self.padded = False             # some key is padding: masks needed
+        # the activation as an in-place aten op, where it is one (GPT-2's two GELUs)
+        self._gelu = {"gelu_pytorch_tanh": "tanh", "gelu": "none"}.get(cfg.activation_function)
+        self._o = self._hidden = None
+        # each block's parameters, looked up once (module attribute access costs per step)
+        self._params = [((blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps),
+                         (blk.attn.c_attn.bias, blk.attn.c_attn.weight),
+                         (blk.attn.c_proj.bias, blk.attn.c_proj.weight),
+                         (blk.ln_2.weight, blk.ln_2.bias, blk.ln_2.eps),
+                         (blk.mlp.c_fc.bias, blk.mlp.c_fc.weight),
+                         (blk.mlp.c_proj.bias, blk.mlp.c_proj.weight), blk.mlp.act)
+                        for blk in self.blocks]
 
     @torch.no_grad()
     def forward(self, embeds: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,25 +124,62 @@ class StaticKVDecoder:
             eye = torch.zeros(s, t1, dtype=torch.bool, device=x.device)
             eye[:, t0:t1] = torch.eye(s, dtype=torch.bool, device=x.device)
             mask = (mask | eye[None])[:, None]                                     # (B, 1, S, T1)
+        # the fused kernel: one new position whose own key is valid (it is never alone then)
+        fused = self.fused and s == 1 and bool(valid.all())
         with attention_kernels(x.device):
-            x = self._blocks(x, mask, t0, t1)
+            x = self._step_fused(x, t1) if fused else self._blocks(x, mask, t0, t1)
         self.t = t1
         x = self.model.transformer.ln_f(x)
         return self.model.lm_head(x)[..., :self.model.config.n_tokens]   # (B, S, K)
 
+    def _step_fused(self, x, t1: int) -> torch.Tensor:
+        """One position through every block, attention by the fused kernel (which also stores
+        the position's key and value): GPT-2's block, the same ops called directly."""
+        b, _, c = x.shape
+        x = x.view(b, c)                                                           # (B, C)
+        if self._o is None or self._o.shape[0] != b:
+            self._o = torch.empty(b, self.n_head, self.head_dim, dtype=x.dtype)    # (B, H, D)
+            # the hidden layer in a buffer kept across steps, the activation in place: a fresh
+            # (64, 512) float32 tensor is 128 KiB, glibc's mmap threshold, and its page faults
+            # cost more than the arithmetic
+            self._hidden = torch.empty(b, self.blocks[0].mlp.c_fc.weight.shape[1],
+                                       dtype=x.dtype)                              # (B, 4C)
+        o, o_np = self._o.view(b, c), self._o.numpy()
+        scale = np.float32(self.head_dim ** -0.5)
+        for layer, (ln_1, attn, proj, ln_2, fc, out, act) in enumerate(self._params):
+            # Conv1D: x @ W + b, W stored (in, out)
+            qkv = torch.addmm(attn[0], F.layer_norm(x, (c,), *ln_1), attn[1])        # (B, 3C)
+            _attend_last(qkv.numpy(), self._k_np[layer], self._v_np[layer], self._valid_np,
+                         t1, scale, o_np)
+            x = torch.addmm(proj[0], o, proj[1]).add_(x)
+            hid = torch.addmm(fc[0], F.layer_norm(x, (c,), *ln_2), fc[1],
+                              out=self._hidden)                                    # (B, 4C)
+            hid = torch.ops.aten.gelu_(hid, approximate=self._gelu) if self._gelu else act(hid)
+            x = torch.addmm(out[0], hid, out[1]).add_(x)
+        return x.view(b, 1, c)
+
     def _blocks(self, x, mask, t0: int, t1: int) -> torch.Tensor:
         b, s, c = x.shape
+        nh, hd = self.n_head, self.head_dim
         for layer, block in enumerate(self.blocks):
             # GPT-2's block with the modules' own ops called directly (same results): at a few
             # rows per step, module dispatch costs as much as the arithmetic
             h = _ln(block.ln_1, x)
             q, k, v = _conv1d(block.attn.c_attn, h).split(c, dim=2)               # (B, S, C)
-            q = q.view(b, s, self.n_head, self.head_dim).transpose(1, 2)           # (B, H, S, D)
-            self.k[layer, :, :, t0:t1] = k.view(b, s, self.n_head, self.head_dim).transpose(1, 2)
-            self.v[layer, :, :, t0:t1] = v.view(b, s, self.n_head, self.head_dim).transpose(1, 2)
-            o = F.scaled_dot_product_attention(q, self.k[layer, :, :, :t1],
-                                               self.v[layer, :, :, :t1], attn_mask=mask)
-            x = x + _conv1d(block.attn.c_proj, o.transpose(1, 2).reshape(b, s, c))  # (B, S, C)
+            q = q.view(b, s, nh, hd).transpose(1, 2)                               # (B, H, S, D)
+            k = k.view(b, s, nh, hd).transpose(1, 2)
+            v = v.view(b, s, nh, hd).transpose(1, 2)
+            if self.fused:                                     # cache (L, B, H, D, T)
+                self.k[layer, :, :, :, t0:t1] = k.transpose(2, 3)
+                self.v[layer, :, :, :, t0:t1] = v.transpose(2, 3)
+                keys = self.k[layer, ..., :t1].transpose(2, 3)                     # (B, H, T, D)
+                values = self.v[layer, ..., :t1].transpose(2, 3)
+            else:                                              # cache (L, B, H, T, D)
+                self.k[layer, :, :, t0:t1] = k
+                self.v[layer, :, :, t0:t1] = v
+                keys, values = self.k[layer, :, :, :t1], self.v[layer, :, :, :t1]
+            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            x = x + _conv1d(block.attn.c_proj, a.transpose(1, 2).reshape(b, s, c))
             mlp = block.mlp
             x = x + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, _ln(block.ln_2, x))))
         return x

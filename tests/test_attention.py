@@ -1,0 +1,63 @@
+"""The fused one-query attention kernel of the static cache against a slow numpy reference."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from wavegpt._attention import _attend_last  # noqa: E402
+
+
+def attend_reference(q, k, v, valid, t, scale):
+    """softmax(scale q.K) V per (row, head) over the valid keys u < t, written out in float64;
+    q (B, H, D), k / v (B, H, T, D) (not transposed), valid (B, T)."""
+    b, h, d = q.shape
+    out = np.zeros((b, h, d))
+    for i in range(b):
+        keep = np.flatnonzero(valid[i, :t])
+        for j in range(h):
+            scores = scale * (k[i, j, keep].astype(np.float64) @ q[i, j].astype(np.float64))
+            w = np.exp(scores - scores.max())
+            out[i, j] = (w / w.sum()) @ v[i, j, keep].astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("t", [1, 2, 7, 16, 33, 130])
+def test_fused_attention_matches_the_reference(t):
+    rng = np.random.default_rng(t)
+    b, h, d, t_max = 3, 2, 8, 140
+    q = (rng.standard_normal((b, h, d)) * 3).astype(np.float32)     # sharp and flat softmaxes
+    k = rng.standard_normal((b, h, t_max, d)).astype(np.float32)
+    v = rng.standard_normal((b, h, t_max, d)).astype(np.float32)
+    valid = np.ones((b, t_max), np.bool_)
+    valid[1, :t // 2] = False                    # a left-padded row: its padding is not attended
+    valid[:, t - 1] = True                       # the newest key is always real
+    out = np.full((b, h, d), np.nan, np.float32)
+    kt = np.ascontiguousarray(k.transpose(0, 1, 3, 2))                  # (B, H, D, T)
+    vt = np.ascontiguousarray(v.transpose(0, 1, 3, 2))
+    kt[..., t - 1] = vt[..., t - 1] = np.nan        # the new key and value come with the query
+    qkv = np.concatenate([a.reshape(b, h * d) for a in (q, k[:, :, t - 1], v[:, :, t - 1])], 1)
+    _attend_last(qkv, kt, vt, valid, t, np.float32(d ** -0.5), out)
+    assert np.array_equal(kt[..., t - 1], k[:, :, t - 1]) and \
+        np.array_equal(vt[..., t - 1], v[:, :, t - 1])
+    ref = attend_reference(q, k, v, valid, t, d ** -0.5)
+    assert np.abs(out - ref).max() < 2e-6 * max(1.0, np.abs(ref).max())
+    # keys past t, however large, play no part
+    kt[..., t:] = 1e4
+    vt[..., t:] = 1e4
+    again = np.empty_like(out)
+    _attend_last(qkv, kt, vt, valid, t, np.float32(d ** -0.5), again)
+    assert np.array_equal(again, out)
+
+
+def test_fused_attention_handles_extreme_scores():
+    """Scores far below the maximum underflow to zero weight, not to NaN."""
+    q = np.zeros((1, 1, 4), np.float32)
+    q[0, 0, 0] = 1.0
+    k = np.zeros((1, 1, 4, 3), np.float32)
+    k[0, 0, 0] = [200.0, 0.0, -300.0]              # scores 200, 0, -300
+    v = np.zeros((1, 1, 4, 3), np.float32)
+    v[0, 0, 1] = [1.0, 2.0, 3.0]
+    out = np.empty((1, 1, 4), np.float32)
+    qkv = np.concatenate([q[0], k[0, :, :, 2], v[0, :, :, 2]], 1)          # (1, 12)
+    _attend_last(qkv, k, v, np.ones((1, 3), np.bool_), 3, np.float32(1.0), out)
+    assert np.allclose(out[0, 0], [0.0, 1.0, 0.0, 0.0], atol=1e-7)
