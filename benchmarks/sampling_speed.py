@@ -9,8 +9,9 @@ Also measured, same run: the *attention floor* -- the time of the attention read
 query per row over the filled float32 key/value cache, every layer, every step of the same
 streams) with the static cache's fused kernel, which reads the cache at about this machine's
 memory bandwidth, and with torch's ``scaled_dot_product_attention`` for comparison. Any exact
-decoder with a float32 cache pays about the floor, so HF's time divided by it bounds the
-speed-up.
+decoder with a float32 cache pays about the floor; it also pays the matrix products of the
+blocks and the head (measured alone too, the model's weights, one position per row), so HF's
+time divided by the two together bounds the speed-up.
 
     python benchmarks/sampling_speed.py --checkpoint runs/mnist-tiny
     python benchmarks/sampling_speed.py              # an untrained tiny model, 480-token streams
@@ -69,6 +70,29 @@ def attention_floor(model, batch_size: int, steps: int, repeats: int, fused: boo
     return float(np.median(times))
 
 
+def dense_floor(model, batch_size: int, steps: int, repeats: int) -> float:
+    """Seconds for the matrix products alone of ``steps`` decoding steps (median of repeats):
+    every block's four (query/key/value, projection, MLP in and out) and the output head, one
+    new position per row, the model's own weights."""
+    c = model.config.n_embd
+    x = torch.randn(batch_size, c)
+    hid = torch.randn(batch_size, model.transformer.h[0].mlp.c_fc.weight.shape[1])
+    head = model.lm_head.weight
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(steps):
+                for blk in model.transformer.h:
+                    torch.addmm(blk.attn.c_attn.bias, x, blk.attn.c_attn.weight)
+                    torch.addmm(blk.attn.c_proj.bias, x, blk.attn.c_proj.weight)
+                    torch.addmm(blk.mlp.c_fc.bias, x, blk.mlp.c_fc.weight)
+                    torch.addmm(blk.mlp.c_proj.bias, hid, blk.mlp.c_proj.weight)
+                torch.nn.functional.linear(x, head)
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", help="run folder (default: an untrained tiny model)")
@@ -96,7 +120,7 @@ def main(argv=None) -> int:
     rows = {"batch_size": [], "ours_tokens_per_s": [], "hf_tokens_per_s": [],
             "ours_images_per_s": [], "hf_images_per_s": [], "speedup": [], "tokens": [],
             "ours_ms_per_step": [], "hf_ms_per_step": [], "attention_floor_ms_per_step": [],
-            "sdpa_attention_ms_per_step": [], "speedup_bound": []}
+            "sdpa_attention_ms_per_step": [], "dense_ms_per_step": [], "speedup_bound": []}
     for bs in args.batch_sizes:
         classes = np.arange(bs) % 10
         exps = np.full(bs, 1)
@@ -120,6 +144,7 @@ def main(argv=None) -> int:
         (t_o, n_o), (t_h, n_h) = res["ours"], res["hf"]
         t_att = attention_floor(model, bs, steps, args.repeats, fused=True)
         t_sdpa = attention_floor(model, bs, steps, args.repeats, fused=False)
+        t_dense = dense_floor(model, bs, steps, args.repeats)
         rows["batch_size"].append(bs)
         rows["tokens"].append(n_o)
         rows["ours_tokens_per_s"].append(n_o / t_o)
@@ -131,20 +156,23 @@ def main(argv=None) -> int:
         rows["hf_ms_per_step"].append(1e3 * t_h / steps)
         rows["attention_floor_ms_per_step"].append(1e3 * t_att / steps)
         rows["sdpa_attention_ms_per_step"].append(1e3 * t_sdpa / steps)
-        rows["speedup_bound"].append(t_h / t_att)
+        rows["dense_ms_per_step"].append(1e3 * t_dense / steps)
+        rows["speedup_bound"].append(t_h / (t_att + t_dense))
         print(f"batch {bs:3d}: ours {n_o / t_o:8.0f} tok/s {bs / t_o:7.2f} img/s | "
               f"HF generate {n_h / t_h:8.0f} tok/s {bs / t_h:7.2f} img/s | "
               f"{(n_o / t_o) / (n_h / t_h):.2f}x")
         print(f"           per step: ours {1e3 * t_o / steps:.2f} ms, HF {1e3 * t_h / steps:.2f} ms, "
               f"attention reads alone {1e3 * t_att / steps:.2f} ms (with SDPA "
-              f"{1e3 * t_sdpa / steps:.2f} ms) -> at most {t_h / t_att:.2f}x over HF with a "
-              f"float32 cache")
+              f"{1e3 * t_sdpa / steps:.2f} ms), matrix products alone "
+              f"{1e3 * t_dense / steps:.2f} ms -> at most {t_h / (t_att + t_dense):.2f}x over "
+              f"HF with a float32 model and cache")
     doc = {"name": "wavegpt-sampling",
            "description": f"sampling speed, {name}, top-k {args.top_k}, streams capped at "
                           f"{args.max_tokens} tokens; ours: static KV cache + numba grammar; "
                           "hf: generate() + grammar LogitsProcessor (DynamicCache); attention floor: "
                           "the fused kernel over the float32 cache alone (and SDPA's time for "
-                          "the same reads); medians of "
+                          "the same reads); dense: the matrix products alone; bound: hf / "
+                          "(attention floor + dense); ours and hf alternate; medians of "
                           f"{args.repeats}", "results": rows}
     write_json(Path(args.out), doc)
 
