@@ -10,6 +10,7 @@ from wavecode.sample_data import load_sample_digits  # noqa: E402
 from wavegpt import WaveGPTConfig, WaveGPTForCausalLM, batch_streams  # noqa: E402
 from wavegpt.evaluate import (class_accuracy, frechet_distance,  # noqa: E402
                               train_classifier)
+from wavegpt._embedding import StepEmbedding  # noqa: E402
 from wavegpt.hf_generate import generate_hf  # noqa: E402
 from wavegpt.kv_cache import StaticKVDecoder  # noqa: E402
 from wavegpt.sample import cut_prefix, sample, stream_limit  # noqa: E402
@@ -70,6 +71,25 @@ def test_left_padded_prefill_equals_each_row_alone(data):
         alone = StaticKVDecoder(model, 1, k + 1)
         assert torch.allclose(got[i], alone.forward(emb[i:i + 1, :k])[0, -1], atol=1e-5)
         assert torch.allclose(nxt[i], alone.forward(emb[i:i + 1, 9:10])[0, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"use_next_slot": False}, {"use_context": True}])
+def test_step_embedding_equals_the_model_embedding(data, kw):
+    tok, _, _ = data
+    model = tiny(tok, **kw)
+    rng = np.random.default_rng(0)
+    b = 9
+    ids = rng.integers(0, model.config.vocab_size, b)
+    own = rng.integers(-1, 40, (b, 7))          # past every table's end: clamped, as embed does
+    own[:3] = -1                                # no slot (the class position): the start row
+    nxt = rng.integers(0, 5, (b, 7))
+    ctx = rng.integers(-3, 10**6, b)
+    exps = rng.integers(-20, 20, b)
+    want = model.embed(torch.from_numpy(ids)[:, None], torch.from_numpy(own)[:, None],
+                       torch.from_numpy(nxt)[:, None], torch.from_numpy(exps),
+                       torch.from_numpy(ctx)[:, None] if model.ctx_emb is not None else None)
+    got = StepEmbedding(model)(ids, own, nxt, exps, ctx)
+    assert got.shape == want.shape and torch.equal(got, want)
 
 
 def test_fused_and_sdpa_steps_agree(data):

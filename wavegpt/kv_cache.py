@@ -107,25 +107,30 @@ class StaticKVDecoder:
         t0, t1 = self.t, self.t + s
         if t1 > self.max_len:
             raise ValueError(f"the cache holds {self.max_len} positions; {t1} requested")
-        if valid is None:
-            valid = torch.ones(b, s, dtype=torch.bool, device=embeds.device)
-        self.valid[:, t0:t1] = valid
-        self.padded = self.padded or not bool(valid.all())
+        if valid is None:                  # all real: no mask to copy or test
+            self.valid[:, t0:t1] = True
+            all_valid = True
+        else:
+            self.valid[:, t0:t1] = valid
+            all_valid = bool(valid.all())
+        self.padded = self.padded or not all_valid
         x = embeds
         if self.model.config.use_abs_pos:
-            pos = self.pos[:, None] + valid.long().cumsum(1) - 1                 # (B, S)
+            counted = (valid.long().cumsum(1) if valid is not None else
+                       torch.arange(1, s + 1, device=x.device).expand(b, s))
+            pos = self.pos[:, None] + counted - 1                                  # (B, S)
             x = x + self.model.transformer.wpe.weight[pos.clamp(min=0)]
-        self.pos += valid.long().sum(1)
+        self.pos += valid.long().sum(1) if valid is not None else s
+        # the fused kernel: one new position whose own key is valid (it is never alone then)
+        fused = self.fused and s == 1 and all_valid
         mask = None
-        if self.padded or s > 1:
+        if not fused and (self.padded or s > 1):
             causal = torch.ones(s, t1, dtype=torch.bool, device=x.device).tril(t0)  # (S, T1)
             mask = causal[None] & self.valid[:, None, :t1]                         # (B, S, T1)
             # a padding query attends to itself only: a row with no key at all would give NaN
             eye = torch.zeros(s, t1, dtype=torch.bool, device=x.device)
             eye[:, t0:t1] = torch.eye(s, dtype=torch.bool, device=x.device)
             mask = (mask | eye[None])[:, None]                                     # (B, 1, S, T1)
-        # the fused kernel: one new position whose own key is valid (it is never alone then)
-        fused = self.fused and s == 1 and bool(valid.all())
         with attention_kernels(x.device):
             x = self._step_fused(x, t1) if fused else self._blocks(x, mask, t0, t1)
         self.t = t1

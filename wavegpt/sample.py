@@ -18,6 +18,7 @@ import torch
 
 from wavecode import TokenBatch, WaveletTokenizer
 
+from ._embedding import StepEmbedding
 from .kv_cache import StaticKVDecoder
 from .tokenizers import tokenizer_from_meta
 
@@ -196,6 +197,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     dev = next(model.parameters()).device
     e = _on(np.tile(exponents, reps), dev)
     dec = StaticKVDecoder(model, reps * b, width + int(max(limit - n0.min(), 0)))
+    step_embed = StepEmbedding(model) if dec.fused else None
     embeds = model.embed(_on(ids, dev), _on(own, dev), _on(nxt, dev), e,
                          _on(ctx, dev) if use_ctx else None)
     # the mask, filters and draws run on the CPU: the grammar state lives there, and the
@@ -224,13 +226,18 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         bar.update(1)
         if (state.done | (lengths >= limit)).all():
             break
-        ids_t = np.where(tok_t >= 0, tok_t, config.pad_id)[:, None]                   # (B, 1)
-        nxt_t = state.next_slots().astype(np.int64)[:, None]                          # (B, 1, 7)
-        ctx_t = (_on(np.tile(state.next_contexts().astype(np.int64)[:, None], (reps, 1)), dev)
-                 if use_ctx else None)                                                # (R*B, 1)
-        embeds = model.embed(_on(np.tile(ids_t, (reps, 1)), dev),
-                             _on(np.tile(own_t[:, None], (reps, 1, 1)), dev),
-                             _on(np.tile(nxt_t, (reps, 1, 1)), dev), e, ctx_t)
+        ids_t = np.where(tok_t >= 0, tok_t, config.pad_id)                            # (B,)
+        nxt_t = state.next_slots().astype(np.int64)                                   # (B, 7)
+        ctx_t = state.next_contexts().astype(np.int64) if use_ctx else None           # (B,)
+        if step_embed is not None:        # the same sums as model.embed, one numba call
+            embeds = step_embed(ids_t, own_t, nxt_t, exponents, ctx_t)               # (B, 1, C)
+            embeds = embeds.repeat(reps, 1, 1) if guided else embeds                 # (R*B, 1, C)
+        else:
+            embeds = model.embed(_on(np.tile(ids_t[:, None], (reps, 1)), dev),
+                                 _on(np.tile(own_t[:, None], (reps, 1, 1)), dev),
+                                 _on(np.tile(nxt_t[:, None], (reps, 1, 1)), dev), e,
+                                 _on(np.tile(ctx_t[:, None], (reps, 1)), dev) if use_ctx
+                                 else None)
         logits = dec.forward(embeds)[:, -1].float().cpu()
     bar.close()
     batch = _batch(tok, out_tokens, lengths, exponents)
