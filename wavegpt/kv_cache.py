@@ -22,7 +22,6 @@ import torch
 from torch.nn import functional as F
 
 from ._attention import _attend_last
-
 from .device import attention_kernels
 
 __all__ = ["StaticKVDecoder"]
