@@ -76,9 +76,8 @@ class StepEmbedding:
 
         self.slot, self.slot_start = tables(model.slot_emb)
         self.next, self.next_start = tables(model.next_slot_emb)
-        sizes = model.slot_emb.sizes
-        self.top = np.array([n - 1 for n in sizes], np.int64)
-        self.off = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.int64)
+        # the slot embedding's own clamp bounds and table offsets
+        self.top, self.off = (a.numpy() for a in model.slot_emb._index(p.device))
         self.wte = model.transformer.wte.weight.detach().numpy()
         self.exp = model.exp_emb.weight.detach().numpy()
         self.ctx = (model.ctx_emb.weight.detach().numpy() if model.ctx_emb is not None
