@@ -2,9 +2,10 @@
 
 Each of the coder's contexts starts from a probability and a count instead of 1/2 and nothing:
 the probability a context ends with after coding a set of training photographs (the mean over
-images, weighted by how often each used it), trusted as much as ``--max-count`` decisions, so it
-still adapts to the image at hand within a few dozen decisions. That saves most of the cost of
-learning ~4,600 contexts from scratch, which matters at low rates.
+images, weighted by how often each used it), trusted as much as ``--max-count`` decisions (64:
+its slow estimate starts at rate 2**-7 and reaches its full rate, 2**-8, some 60 decisions
+later). That saves most of the cost of learning ~4,900 contexts from scratch, which matters at
+low rates.
 
 The training images are scikit-image's bundled photographs (``pip install scikit-image``; public
 domain / CC0 images, see its ``skimage/data/README.txt``) -- disjoint from the Kodak and Waterloo
@@ -97,7 +98,7 @@ if PRIOR.shape != (N_CTX, 2):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bpp", type=float, default=0.5, help="rate the statistics are taken at")
-    ap.add_argument("--max-count", type=int, default=16,
+    ap.add_argument("--max-count", type=int, default=64,
                     help="how many decisions' worth each learned probability counts for")
     ap.add_argument("--out", default=str(ROOT / "wavecode" / "_codec_prior.py"))
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "codec_prior.json"))

@@ -448,3 +448,35 @@ def test_colour_kernel_equals_the_numpy_transform(lossless):
         else:
             want = np.einsum("kc,hwc->khw", YCBCR, x)
         assert np.array_equal(codec._to_planes(a, lossless), want)
+
+
+def test_mixer_tables_are_integer_inverses_and_probabilities_stay_codable():
+    # the mixer works in integers (encoder and decoder agree on every machine): stretch is the
+    # inverse of squash on 12-bit probabilities, monotone, odd about 1/2
+    from wavecode import _codec
+    st, sq = _codec._STRETCH.astype(np.int64), _codec._SQUASH_FULL.astype(np.int64)
+    assert np.all(np.diff(st) >= 0) and np.all(np.diff(sq) >= 0)
+    assert st[0] == -2047 and st[4095] == 2047 and abs(st[2048]) <= 1
+    p = np.arange(16, 4080)
+    assert np.abs(sq[st[p] + 2048] - p).max() <= 3          # within the table's steps
+    d = np.arange(1, 2048)
+    assert np.abs(sq[2048 + d] + sq[2048 - d] - 4096).max() <= 2
+    # the initial map is the identity (a 16-bit probability per bucket of the mixed stretch)
+    a = _codec._MIXER_INIT[_codec._MIX_A:_codec._MIX_A + 33]
+    assert a[16] == 2047 * 16 and np.all(np.diff(a) > 0)
+    # extreme inputs: every probability the coder uses stays inside (0, 1) with room to code
+    mx = _codec._MIXER_INIT.copy()
+    p1 = np.full(_codec.N_CTX, 65535, np.int64)
+    p2 = np.zeros((_codec.N_CTX, 2), np.int64)
+    p2[:, 0] = 1
+    for ctx in (0, _codec.C_G2, _codec.C_SIG, _codec.C_SIGN, _codec.C_REF, _codec.C_BAND):
+        p = _codec._prob(p1, p2, mx, ctx)[0]
+        assert 32 <= p <= 65536 - 32
+
+
+def test_levels_leave_a_coarsest_subband_of_4_samples():
+    from wavecode.codec import _levels_for
+    # the LL of an odd side keeps the extra sample: ceil(n / 2**levels) >= 4
+    assert [_levels_for(n, n) for n in (1, 3, 7, 8, 15, 16, 512, 768, 1023, 1024)] == \
+        [0, 0, 1, 1, 2, 2, 7, 7, 8, 8]
+    assert _levels_for(512, 768) == 7 and _levels_for(1512, 2268) == 8

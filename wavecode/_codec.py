@@ -2,8 +2,10 @@
 
 The scan is :mod:`wavecode._scan`'s (``_kind`` / ``_legal`` / ``_choose`` / ``_apply``): each token
 is binarized into the decisions it answers and each decision is coded with an adaptive binary
-range coder (LZMA's carry-less design, 16-bit probabilities mixed from a fast and a slow
-estimate). Decisions the grammar forces (e.g. the fourth 2x2 of a split 4x4 block whose first
+range coder (LZMA's carry-less design, 16-bit probabilities): each context keeps a fast and a
+slow estimate, an online logistic mixer per decision kind weighs the two (lpaq's mixer, in
+integers) and an adaptive probability map per kind corrects the mix (secondary estimation).
+Decisions the grammar forces (e.g. the fourth 2x2 of a split 4x4 block whose first
 three were empty) are not coded at all.
 
 Binarization of a token at a decision of kind k:
@@ -54,8 +56,8 @@ from ._scan import (G2, G4, INS, K_COEF, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW
 PROB_BITS = 16
 _P_ONE = 1 << PROB_BITS
 _TOP = 1 << 24
-_FAST = 3
-_SLOW = 7
+_FAST = 2
+_SLOW = 8
 _RATE = np.minimum(_SLOW, 1 + np.floor(np.log2(np.arange(128) + 2))).astype(np.int64)
 # context offsets
 # band class * 2 + chroma: 6 values (cb); parent: 3; JPEG 2000 significance class: 9
@@ -83,13 +85,107 @@ _SIGN_XOR = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.int64)
 
 # --- the range coder ---------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True, inline="always")
-def _prob(p1, p2, ctx):
-    return (p1[_u(ctx)] + p2[_u(ctx), 0]) >> 1
+# The probability of a decision mixes its context's two estimates (fast and slow) in the
+# logistic domain, with weights learned online per decision kind (group 4x4, group 2x2,
+# significance, sign, refinement, subband wake-up), then refines the mix through an adaptive
+# probability map per kind (33 buckets over the mixed stretch; SSE, as in lpaq) -- all in
+# integers, so that encoder and decoder agree on every machine. The mixer's state (weights and
+# map) lives in p1 past the N_CTX fast estimates, so that a snapshot of the coder holds it.
+# (Simulated on the training photographs, the slow estimate ends with most of the weight,
+# 0.7-0.9, the fast one 0.05-0.2: the plain average of v11 trusted the fast one too much.)
+_SQUASH = np.array([1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047,
+                    2549, 2994, 3348, 3607, 3785, 3901, 3975, 4024, 4050, 4068, 4079, 4085, 4089,
+                    4092, 4093, 4094], np.int64)   # 4096 / (1 + e^-x), x = -8 .. 8 by 1/2
+
+
+def _squash_py(d: int) -> int:
+    """4096 / (1 + e^(-d / 256)) in integers (a 12-bit probability), d clipped to +-2047:
+    lpaq's interpolated table."""
+    d = min(max(d, -2047), 2047)
+    w = d & 127
+    i = (d >> 7) + 16
+    return int((_SQUASH[i] * (128 - w) + _SQUASH[i + 1] * w + 64) >> 7)
+
+
+def _stretch_table() -> np.ndarray:
+    """ln(p / (1 - p)) x 256 for a 12-bit p: the inverse of the integer squash."""
+    t = np.full(4096, 2047, np.int64)
+    lo = 0
+    for d in range(-2047, 2048):
+        v = _squash_py(d)
+        t[lo:v + 1] = d
+        lo = max(lo, v + 1)
+    return t
+
+
+_STRETCH = _stretch_table().astype(np.int32)
+_SQUASH_FULL = np.array([_squash_py(d) for d in range(-2048, 2048)], np.int32)  # at d + 2048
+N_KIND = 6
+_MIX_W = 0                       # (N_KIND, 3): weights of fast, slow, bias (16.16 fixed point)
+_MIX_A = _MIX_W + 3 * N_KIND     # (N_KIND, 33): the map, 16-bit probabilities
+N_MIX = _MIX_A + 33 * N_KIND
+_MIX_RATE = 14                   # weight step: input x error >> this
+_APM_RATE = 5                    # map step: 2**-5 of the error
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _adapt(p1, p2, ctx, bit):
+def _kind_of(ctx):
+    """The decision kind of a context: its mixer and map."""
+    if ctx < C_SIG:
+        return 0 if ctx < C_G2 else 1
+    if ctx < C_REF:
+        return 2 if ctx < C_SIGN else 3
+    return 4 if ctx < C_BAND else 5
+
+
+def _mixer_init() -> np.ndarray:
+    """The mixer's initial state: equal weights, no bias, the identity map."""
+    m = np.zeros(N_MIX, np.int64)
+    for k in range(N_KIND):
+        m[_MIX_W + 3 * k:_MIX_W + 3 * k + 3] = (1 << 15, 1 << 15, 0)
+        m[_MIX_A + 33 * k:_MIX_A + 33 * k + 33] = [_squash_py((j - 16) * 128) * 16
+                                                 for j in range(33)]
+    return m
+
+
+_MIXER_INIT = _mixer_init()
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prob(p1, p2, mx, ctx):
+    """P(decision = 0) of 2**16, and what ``_adapt`` needs: (p, kind, x0, x1, mixed stretch,
+    mixed p)."""
+    k = _kind_of(ctx)
+    x0 = np.int64(_STRETCH[_u(p1[_u(ctx)] >> 4)])
+    x1 = np.int64(_STRETCH[_u(p2[_u(ctx), 0] >> 4)])
+    w = 3 * k
+    d = (mx[_u(w)] * x0 + mx[_u(w + 1)] * x1 + mx[_u(w + 2)] * 256) >> 16
+    d = min(max(d, -2047), 2047)
+    pm = np.int64(_SQUASH_FULL[_u(d + 2048)])
+    s = (d + 2048) * 32
+    a = _MIX_A + 33 * k + (s >> 12)
+    f = s & 4095
+    pa = (mx[_u(a)] * (4096 - f) + mx[_u(a + 1)] * f) >> 12
+    return min(max(((pm << 4) * 3 + pa) >> 2, 32), _P_ONE - 32), k, x0, x1, d, pm
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _adapt(p1, p2, mx, ctx, bit, k, x0, x1, d, pm):
+    # the mixer's weights and the map
+    err = (((1 - bit) << 12) - pm) * 8
+    w = 3 * k
+    mx[_u(w)] += (x0 * err) >> _MIX_RATE
+    mx[_u(w + 1)] += (x1 * err) >> _MIX_RATE
+    mx[_u(w + 2)] += (256 * err) >> _MIX_RATE
+    s = (d + 2048) * 32
+    a = _MIX_A + 33 * k + (s >> 12)
+    f = s & 4095
+    if bit:
+        mx[_u(a)] -= ((mx[_u(a)] * (4096 - f)) >> 12) >> _APM_RATE
+        mx[_u(a + 1)] -= ((mx[_u(a + 1)] * f) >> 12) >> _APM_RATE
+    else:
+        mx[_u(a)] += (((_P_ONE - mx[_u(a)]) * (4096 - f)) >> 12) >> _APM_RATE
+        mx[_u(a + 1)] += (((_P_ONE - mx[_u(a + 1)]) * f) >> 12) >> _APM_RATE
     # the slow estimate learns at rate ~1/(n+2) over its first n decisions, then 2**-_SLOW
     n = p2[_u(ctx), 1]
     slow = _RATE[_u(n)]
@@ -125,9 +221,10 @@ def _enc_shift(st, out):
 
 @njit(cache=True, nogil=True, inline="always")
 def _enc_bit(st, out, p1, p2, ctx, bit):
+    mx = p1[N_CTX:]
     # low and range in locals: numba cannot tell ``st`` from the probability arrays, so every
     # access to st[...] after an update of p1 / p2 would be a reload
-    p = _prob(p1, p2, ctx)
+    p, k, x0, x1, d, pm = _prob(p1, p2, mx, ctx)
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
     if bit:
@@ -135,7 +232,7 @@ def _enc_bit(st, out, p1, p2, ctx, bit):
         rng -= bound
     else:
         rng = bound
-    _adapt(p1, p2, ctx, bit)
+    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, d, pm)
     while rng < _TOP:
         rng <<= 8
         _enc_shift(st, out)
@@ -146,7 +243,8 @@ def _enc_bit(st, out, p1, p2, ctx, bit):
 def _dec_bit(st, data, p1, p2, ctx):
     """Decode one decision; st: code, range, pos, exhausted. After a byte is found missing,
     ``st[3]`` is set and the caller must stop (the returned bit is still exact)."""
-    p = _prob(p1, p2, ctx)
+    mx = p1[N_CTX:]
+    p, k, x0, x1, d, pm = _prob(p1, p2, mx, ctx)
     code = st[0]
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
@@ -157,7 +255,7 @@ def _dec_bit(st, data, p1, p2, ctx):
         code -= bound
         rng -= bound
         bit = 1
-    _adapt(p1, p2, ctx, bit)
+    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, d, pm)
     if rng < _TOP:
         pos = st[2]
         while rng < _TOP:
@@ -699,7 +797,9 @@ def _start(approx, nplanes, nblk, nquad, total, prior):
     sgn = np.zeros(total, np.int8)  # sign of every significant coefficient, pyramid layout
     sp = np.zeros(n, np.int16)      # the plane it became significant in
     vis = np.full(n, -1, np.int16)  # the last plane whose P pass coded it
-    p1 = prior[:, 0].copy()
+    p1 = np.empty(N_CTX + N_MIX, np.int64)   # fast estimates, then the mixer's state
+    p1[:N_CTX] = prior[:, 0]
+    p1[N_CTX:] = _MIXER_INIT
     p2 = prior.copy()
     cur = np.zeros(N_CURSOR, np.int64)
     cur[_CFB] = -1

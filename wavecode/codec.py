@@ -13,7 +13,7 @@ File format (little-endian)::
 
     offset size  field
     0      3     magic b"WVC"
-    3      1     version (11)
+    3      1     version (12)
     4      4     height (uint32)
     8      4     width (uint32)
     12     1     channels (1 or 3)
@@ -44,14 +44,16 @@ from .layout import layout_from_bands
 __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 
 MAGIC = b"WVC"
-# 11: sign contexts also by the diagonal neighbours' signs; 10: sign contexts per resolution
+# 12: each probability mixed from its context's two estimates by an online logistic mixer and
+# refined by an adaptive probability map (per decision kind), and as many DWT levels as leave the
+# coarsest subband 4 samples on its short side; 11: sign contexts also by the diagonal neighbours' signs; 10: sign contexts per resolution
 # class and orientation; 9: chroma significance sees the co-located luma coefficient; 8: chroma
 # group decisions the co-located luma block; 7: busy adjacent blocks counted (0, 1, 2+); 6: group
 # decisions see the adjacent blocks and the parents' 2x2 block; 5: one wake-up decision per empty
 # subband and plane; 4: trained initial probabilities; 3: refinements one plane late; 2: three
 # passes per bit-plane; 1: the plain scan order. Files of other versions are refused (no decoder
 # for them is kept: the format is young).
-VERSION = 11
+VERSION = 12
 _HEADER = struct.Struct("<3sBIIBBBBbbBB")
 HEADER_SIZE = _HEADER.size + 4
 #: RD thinning: coefficients in [T, RDO_THIN * T) with no neighbour reaching T are left out of
@@ -65,9 +67,11 @@ MAX_SIDE = 1 << 16
 
 
 def _levels_for(h: int, w: int) -> int:
-    """As OpenJPEG's six resolutions (5 levels), fewer for small images."""
+    """As many levels as leave the coarsest subband at least 4 samples on its short side (7
+    for a 512-pixel side; OpenJPEG's default is 5): the coarse subbands of a smaller LL cost
+    fewer bits at low rates."""
     levels = 0
-    while levels < 5 and -(-min(h, w) // (1 << (levels + 1))) >= 4:
+    while -(-min(h, w) // (1 << (levels + 1))) >= 4:
         levels += 1
     return levels
 
