@@ -124,7 +124,7 @@ N_KIND = 6
 _MIX_W = 0                       # (N_KIND, 3): weights of fast, slow, bias (16.16 fixed point)
 _MIX_A = _MIX_W + 3 * N_KIND     # (N_KIND, 33): the map, 16-bit probabilities
 N_MIX = _MIX_A + 33 * N_KIND
-_MIX_RATE = 14                   # weight step: input x error >> this
+_MIX_RATE = 11                   # weight step: input x error / 2**11
 _APM_RATE = 5                    # map step: 2**-5 of the error
 
 
@@ -172,7 +172,7 @@ def _prob(p1, p2, mx, ctx):
 @njit(cache=True, nogil=True, inline="always")
 def _adapt(p1, p2, mx, ctx, bit, k, x0, x1, d, pm):
     # the mixer's weights and the map
-    err = (((1 - bit) << 12) - pm) * 8
+    err = ((1 - bit) << 12) - pm
     w = 3 * k
     mx[_u(w)] += (x0 * err) >> _MIX_RATE
     mx[_u(w + 1)] += (x1 * err) >> _MIX_RATE
