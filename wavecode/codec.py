@@ -46,12 +46,13 @@ __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 MAGIC = b"WVC"
 # 12: each probability mixed from its context's two estimates by an online logistic mixer and
 # refined by an adaptive probability map (per decision kind), and as many DWT levels as leave the
-# coarsest subband 4 samples on its short side; 11: sign contexts also by the diagonal neighbours' signs; 10: sign contexts per resolution
-# class and orientation; 9: chroma significance sees the co-located luma coefficient; 8: chroma
-# group decisions the co-located luma block; 7: busy adjacent blocks counted (0, 1, 2+); 6: group
-# decisions see the adjacent blocks and the parents' 2x2 block; 5: one wake-up decision per empty
-# subband and plane; 4: trained initial probabilities; 3: refinements one plane late; 2: three
-# passes per bit-plane; 1: the plain scan order. Files of other versions are refused (no decoder
+# coarsest subband 4 samples on its short side; 11: sign contexts also by the diagonal
+# neighbours' signs; 10: sign contexts per resolution class and orientation; 9: chroma
+# significance sees the co-located luma coefficient; 8: chroma group decisions the co-located
+# luma block; 7: busy adjacent blocks counted (0, 1, 2+); 6: group decisions see the adjacent
+# blocks and the parents' 2x2 block; 5: one wake-up decision per empty subband and plane; 4:
+# trained initial probabilities; 3: refinements one plane late; 2: three passes per bit-plane;
+# 1: the plain scan order. Files of other versions are refused (no decoder
 # for them is kept: the format is young).
 VERSION = 12
 _HEADER = struct.Struct("<3sBIIBBBBbbBB")
