@@ -153,8 +153,8 @@ _MIXER_INIT = _mixer_init()
 
 @njit(cache=True, nogil=True, inline="always")
 def _prob(p1, p2, mx, ctx):
-    """P(decision = 0) of 2**16, and what ``_adapt`` needs: (p, kind, x0, x1, mixed stretch,
-    mixed p)."""
+    """P(decision = 0) of 2**16, and what ``_adapt`` needs: (p, kind, x0, x1, map entry,
+    its interpolation weight, mixed p)."""
     k = _kind_of(ctx)
     x0 = np.int64(_STRETCH[_u(p1[_u(ctx)] >> 4)])
     x1 = np.int64(_STRETCH[_u(p2[_u(ctx), 0] >> 4)])
@@ -166,20 +166,17 @@ def _prob(p1, p2, mx, ctx):
     a = _MIX_A + 33 * k + (s >> 12)
     f = s & 4095
     pa = (mx[_u(a)] * (4096 - f) + mx[_u(a + 1)] * f) >> 12
-    return min(max(((pm << 4) * 3 + pa) >> 2, 32), _P_ONE - 32), k, x0, x1, d, pm
+    return min(max(((pm << 4) * 3 + pa) >> 2, 32), _P_ONE - 32), k, x0, x1, a, f, pm
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _adapt(p1, p2, mx, ctx, bit, k, x0, x1, d, pm):
+def _adapt(p1, p2, mx, ctx, bit, k, x0, x1, a, f, pm):
     # the mixer's weights and the map
     err = ((1 - bit) << 12) - pm
     w = 3 * k
     mx[_u(w)] += (x0 * err) >> _MIX_RATE
     mx[_u(w + 1)] += (x1 * err) >> _MIX_RATE
     mx[_u(w + 2)] += (256 * err) >> _MIX_RATE
-    s = (d + 2048) * 32
-    a = _MIX_A + 33 * k + (s >> 12)
-    f = s & 4095
     if bit:
         mx[_u(a)] -= ((mx[_u(a)] * (4096 - f)) >> 12) >> _APM_RATE
         mx[_u(a + 1)] -= ((mx[_u(a + 1)] * f) >> 12) >> _APM_RATE
@@ -224,7 +221,7 @@ def _enc_bit(st, out, p1, p2, ctx, bit):
     mx = p1[N_CTX:]
     # low and range in locals: numba cannot tell ``st`` from the probability arrays, so every
     # access to st[...] after an update of p1 / p2 would be a reload
-    p, k, x0, x1, d, pm = _prob(p1, p2, mx, ctx)
+    p, k, x0, x1, a, f, pm = _prob(p1, p2, mx, ctx)
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
     if bit:
@@ -232,7 +229,7 @@ def _enc_bit(st, out, p1, p2, ctx, bit):
         rng -= bound
     else:
         rng = bound
-    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, d, pm)
+    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, a, f, pm)
     while rng < _TOP:
         rng <<= 8
         _enc_shift(st, out)
@@ -244,7 +241,7 @@ def _dec_bit(st, data, p1, p2, ctx):
     """Decode one decision; st: code, range, pos, exhausted. After a byte is found missing,
     ``st[3]`` is set and the caller must stop (the returned bit is still exact)."""
     mx = p1[N_CTX:]
-    p, k, x0, x1, d, pm = _prob(p1, p2, mx, ctx)
+    p, k, x0, x1, a, f, pm = _prob(p1, p2, mx, ctx)
     code = st[0]
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
@@ -255,7 +252,7 @@ def _dec_bit(st, data, p1, p2, ctx):
         code -= bound
         rng -= bound
         bit = 1
-    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, d, pm)
+    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, a, f, pm)
     if rng < _TOP:
         pos = st[2]
         while rng < _TOP:
