@@ -1,15 +1,18 @@
 """Sampling speed: wavegpt's loop (static KV cache, numba grammar state) against HF ``generate()``
 with a LogitsProcessor doing the same grammar masking (DynamicCache), same model, same run.
 
-Both draw the same streams for the same seed (tested in tests/test_wavegpt_sampling.py), so the
-comparison is work for work. Reports tokens/s and images/s at batch 1 and 64 (medians of
-``--repeats``), writes CompressAI-style JSON and a bar plot.
+With the float32 cache both draw the same streams for the same seed (tested in
+tests/test_wavegpt_sampling.py), so the comparison is work for work. Ours is also timed with its
+keys and values stored as int16 or int8 with a scale per vector (``kv_cache``), with the
+fraction of its streams that equal the float32 cache's (same seeds). Reports tokens/s and
+images/s at batch 1 and 64 (medians of ``--repeats``), writes CompressAI-style JSON and a bar
+plot.
 
 Also measured, same run: the *attention floor* -- the time of the attention reads alone (one
 query per row over the filled float32 key/value cache, every layer, every step of the same
-streams) with the static cache's fused kernel, which reads the cache at about this machine's
-memory bandwidth, and with torch's ``scaled_dot_product_attention`` for comparison. Any exact
-decoder with a float32 cache pays about the floor; it also pays the matrix products of the
+streams) with the static cache's fused kernel, and with torch's
+``scaled_dot_product_attention`` for comparison. Any exact decoder with a float32 cache pays
+about the floor; it also pays the matrix products of the
 blocks and the head (measured alone too, the model's weights, one position per row), so HF's
 time divided by the two together bounds the speed-up.
 
@@ -102,6 +105,9 @@ def main(argv=None) -> int:
                     help="tokens per stream (about the mean MNIST stream at 2^-1)")
     ap.add_argument("--top-k", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--kv-caches", nargs="+", default=["float32", "int16", "int8"],
+                    choices=["float32", "int16", "int8"],
+                    help="the sampler's key/value storage to measure (float32 is exact)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sampling_speed"))
     args = ap.parse_args(argv)
 
@@ -118,59 +124,78 @@ def main(argv=None) -> int:
     model.eval()
     print(f"model: {name}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
           f"torch threads {torch.get_num_threads()}")
-    rows = {"batch_size": [], "ours_tokens_per_s": [], "hf_tokens_per_s": [],
-            "ours_images_per_s": [], "hf_images_per_s": [], "speedup": [], "tokens": [],
-            "ours_ms_per_step": [], "hf_ms_per_step": [], "attention_floor_ms_per_step": [],
+    caches = args.kv_caches
+    rows = {"batch_size": [], "hf_tokens_per_s": [], "hf_images_per_s": [], "tokens": [],
+            "hf_ms_per_step": [], "attention_floor_ms_per_step": [],
             "sdpa_attention_ms_per_step": [], "dense_ms_per_step": [], "speedup_bound": []}
+    for kv in caches:       # float32 keeps the old names: ours_*, speedup
+        tag = "" if kv == "float32" else f"_{kv}"
+        for key in ("ours_tokens_per_s", "ours_images_per_s", "ours_ms_per_step", "speedup"):
+            rows[key.replace("ours", "ours" + tag) if "ours" in key else key + tag] = []
+        if kv != "float32":
+            rows[f"identical_streams{tag}"] = []
     for bs in args.batch_sizes:
         classes = np.arange(bs) % 10
         exps = np.full(bs, 1)
-        fns = {"ours": lambda s: sample(model, classes, exponents=exps, top_k=args.top_k,
-                                        seed=s, max_tokens=args.max_tokens),
-               "hf": lambda s: generate_hf(model, classes, exps, top_k=args.top_k, seed=s,
-                                           max_tokens=args.max_tokens)}
+        fns = {kv: (lambda s, kv=kv: sample(model, classes, exponents=exps, top_k=args.top_k,
+                                            seed=s, max_tokens=args.max_tokens, kv_cache=kv))
+               for kv in caches}
+        fns["hf"] = lambda s: generate_hf(model, classes, exps, top_k=args.top_k, seed=s,
+                                          max_tokens=args.max_tokens)
         for fn in fns.values():
             fn(0)                                           # warm-up (JIT, allocator)
-        # the two alternate, repeat by repeat: this machine's speed drifts by tens of per cent
-        # over a minute, and a drift then hits both alike
-        times, ntok = {label: [] for label in fns}, {}
+        # all alternate, repeat by repeat: this machine's speed drifts by tens of per cent over
+        # a minute, and a drift then hits each alike
+        times, ntok, streams = {label: [] for label in fns}, {}, {label: [] for label in fns}
         for r in range(args.repeats):
             for label, fn in fns.items():
                 t = time.perf_counter()
                 batch, _ = fn(r + 1)
                 times[label].append(time.perf_counter() - t)
                 ntok[label] = int(batch.lengths.sum())
+                streams[label] += [batch.stream(i).tobytes() for i in range(bs)]
                 steps = int(batch.lengths.max())          # decoding steps of the batch
-        res = {label: (float(np.median(ts)), ntok[label]) for label, ts in times.items()}
-        (t_o, n_o), (t_h, n_h) = res["ours"], res["hf"]
+        t_h, n_h = float(np.median(times["hf"])), ntok["hf"]
         t_att = attention_floor(model, bs, steps, args.repeats, fused=True)
         t_sdpa = attention_floor(model, bs, steps, args.repeats, fused=False)
         t_dense = dense_floor(model, bs, steps, args.repeats)
         rows["batch_size"].append(bs)
-        rows["tokens"].append(n_o)
-        rows["ours_tokens_per_s"].append(n_o / t_o)
+        rows["tokens"].append(ntok[caches[0]])
         rows["hf_tokens_per_s"].append(n_h / t_h)
-        rows["ours_images_per_s"].append(bs / t_o)
         rows["hf_images_per_s"].append(bs / t_h)
-        rows["speedup"].append((n_o / t_o) / (n_h / t_h))
-        rows["ours_ms_per_step"].append(1e3 * t_o / steps)
         rows["hf_ms_per_step"].append(1e3 * t_h / steps)
         rows["attention_floor_ms_per_step"].append(1e3 * t_att / steps)
         rows["sdpa_attention_ms_per_step"].append(1e3 * t_sdpa / steps)
         rows["dense_ms_per_step"].append(1e3 * t_dense / steps)
         rows["speedup_bound"].append(t_h / (t_att + t_dense))
-        print(f"batch {bs:3d}: ours {n_o / t_o:8.0f} tok/s {bs / t_o:7.2f} img/s | "
-              f"HF generate {n_h / t_h:8.0f} tok/s {bs / t_h:7.2f} img/s | "
-              f"{(n_o / t_o) / (n_h / t_h):.2f}x")
-        print(f"           per step: ours {1e3 * t_o / steps:.2f} ms, HF {1e3 * t_h / steps:.2f} ms, "
-              f"attention reads alone {1e3 * t_att / steps:.2f} ms (with SDPA "
+        print(f"batch {bs:3d}: HF generate {n_h / t_h:8.0f} tok/s {bs / t_h:7.2f} img/s, "
+              f"{1e3 * t_h / steps:.2f} ms per step")
+        for kv in caches:
+            tag = "" if kv == "float32" else f"_{kv}"
+            t_o, n_o = float(np.median(times[kv])), ntok[kv]
+            rows[f"ours{tag}_tokens_per_s"].append(n_o / t_o)
+            rows[f"ours{tag}_images_per_s"].append(bs / t_o)
+            rows[f"ours{tag}_ms_per_step"].append(1e3 * t_o / steps)
+            rows[f"speedup{tag}"].append((n_o / t_o) / (n_h / t_h))
+            same = ""
+            if kv != "float32" and "float32" in caches:
+                frac = float(np.mean([a == b for a, b in zip(streams[kv], streams["float32"])]))
+                rows[f"identical_streams{tag}"].append(frac)
+                same = f", {100 * frac:.0f} % of streams identical to the float32 cache's"
+            print(f"           ours, {kv:7s} cache: {n_o / t_o:8.0f} tok/s {bs / t_o:7.2f} img/s, "
+                  f"{1e3 * t_o / steps:.2f} ms per step, {(n_o / t_o) / (n_h / t_h):.2f}x{same}")
+        print(f"           attention reads alone {1e3 * t_att / steps:.2f} ms (with SDPA "
               f"{1e3 * t_sdpa / steps:.2f} ms), matrix products alone "
               f"{1e3 * t_dense / steps:.2f} ms -> at most {t_h / (t_att + t_dense):.2f}x over "
               f"HF with a float32 model and cache")
     doc = {"name": "wavegpt-sampling",
            "description": f"sampling speed, {name}, top-k {args.top_k}, streams capped at "
-                          f"{args.max_tokens} tokens; ours: static KV cache + numba grammar; "
-                          "hf: generate() + grammar LogitsProcessor (DynamicCache); attention floor: "
+                          f"{args.max_tokens} tokens; ours: static KV cache + numba grammar, "
+                          f"keys and values stored as {', '.join(caches)} (ours_* / "
+                          "speedup: float32; identical_streams_*: the fraction of streams "
+                          "equal to the float32 cache's, same seeds); "
+                          "hf: generate() + grammar LogitsProcessor (DynamicCache); attention "
+                          "floor: "
                           "the fused kernel over the float32 cache alone (and SDPA's time for "
                           "the same reads); dense: the matrix products alone; bound: hf / "
                           "(attention floor + dense); ours and hf alternate; medians of "
@@ -180,8 +205,12 @@ def main(argv=None) -> int:
     def draw(fig):
         ax = fig.add_subplot(111)
         x = np.arange(len(rows["batch_size"]))
-        ax.bar(x - 0.2, rows["ours_tokens_per_s"], 0.4, label="wavegpt (static cache)")
-        ax.bar(x + 0.2, rows["hf_tokens_per_s"], 0.4, label="HF generate()")
+        w = 0.8 / (len(caches) + 1)
+        for n, kv in enumerate(caches):
+            tag = "" if kv == "float32" else f"_{kv}"
+            ax.bar(x - 0.4 + w * (n + 0.5), rows[f"ours{tag}_tokens_per_s"], w,
+                   label=f"wavegpt, {kv} cache")
+        ax.bar(x + 0.4 - w / 2, rows["hf_tokens_per_s"], w, label="HF generate()")
         ax.set_xticks(x, [f"batch {b}" for b in rows["batch_size"]])
         ax.set_ylabel("tokens / s")
         ax.legend()

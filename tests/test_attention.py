@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from wavegpt._attention import _attend_last  # noqa: E402
+from wavegpt._attention import _attend_last, _attend_last_q  # noqa: E402
 
 
 def attend_reference(q, k, v, valid, t, scale):
@@ -61,3 +61,52 @@ def test_fused_attention_handles_extreme_scores():
     qkv = np.concatenate([q[0], k[0, :, :, 2], v[0, :, :, 2]], 1)          # (1, 12)
     _attend_last(qkv, k, v, np.ones((1, 3), np.bool_), 3, np.float32(1.0), out)
     assert np.allclose(out[0, 0], [0.0, 1.0, 0.0, 0.0], atol=1e-7)
+
+
+def quantize_reference(x, qmax):
+    """Per-vector symmetric quantisation, x (..., D) -> integers (..., D), scales (...): the
+    largest magnitude maps to qmax, rounding to nearest even; an all-zero vector gets scale 0."""
+    x = x.astype(np.float32)
+    amax = np.abs(x).max(-1)
+    inv = np.where(amax > 0, np.float32(qmax) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+    return np.rint(x * inv[..., None]), (amax / np.float32(qmax)).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype,qmax", [(np.int16, 32767), (np.int8, 127)])
+@pytest.mark.parametrize("t", [1, 2, 33, 130])
+def test_quantised_attention_matches_the_reference_over_the_stored_cache(t, dtype, qmax):
+    rng = np.random.default_rng(t)
+    b, h, d, t_max = 3, 2, 8, 140
+    q = (rng.standard_normal((b, h, d)) * 3).astype(np.float32)
+    k = (rng.standard_normal((b, h, t_max, d)) * rng.uniform(0.01, 10, (b, h, t_max, 1))
+         ).astype(np.float32)                                  # vectors of very different sizes
+    v = rng.standard_normal((b, h, t_max, d)).astype(np.float32)
+    k[0, 0, t - 1] = 0.0                                       # an all-zero new key: scale 0
+    valid = np.ones((b, t_max), np.bool_)
+    valid[1, :t // 2] = False
+    valid[:, t - 1] = True
+    (kq, ks), (vq, vs) = quantize_reference(k, qmax), quantize_reference(v, qmax)
+    kt = np.ascontiguousarray(kq.transpose(0, 1, 3, 2)).astype(dtype)     # (B, H, D, T)
+    vt = np.ascontiguousarray(vq.transpose(0, 1, 3, 2)).astype(dtype)
+    ks_c, vs_c = ks.copy(), vs.copy()
+    kt[..., t - 1] = vt[..., t - 1] = 0                        # the kernel stores the new column
+    ks_c[..., t - 1] = vs_c[..., t - 1] = np.nan
+    qkv = np.concatenate([a.reshape(b, h * d) for a in (q, k[:, :, t - 1], v[:, :, t - 1])], 1)
+    out = np.full((b, h, d), np.nan, np.float32)
+    _attend_last_q(qkv, kt, vt, ks_c, vs_c, valid, t, np.float32(d ** -0.5), out,
+                     np.float32(qmax))
+    # the new key and value are stored exactly as the reference quantises them
+    assert np.array_equal(kt[..., t - 1], kq[:, :, t - 1].astype(dtype))
+    assert np.array_equal(vt[..., t - 1], vq[:, :, t - 1].astype(dtype))
+    assert np.array_equal(ks_c[..., t - 1], ks[..., t - 1]) and ks_c[0, 0, t - 1] == 0
+    assert np.array_equal(vs_c[..., t - 1], vs[..., t - 1])
+    # attention over the dequantised cache, to float32 rounding
+    kd = kq.astype(np.float32) * ks[..., None]
+    vd = vq.astype(np.float32) * vs[..., None]
+    ref = attend_reference(q, kd, vd, valid, t, d ** -0.5)
+    assert np.abs(out - ref).max() < 2e-6 * max(1.0, np.abs(ref).max())
+    # and close to the float32 cache's: within what the quantisation moves
+    exact = attend_reference(q, k, v, valid, t, d ** -0.5)
+    # and near the float32 cache's result: off by an amount that shrinks with the step size
+    # (sharp softmaxes here: keys up to 10x larger than unit, queries 3x)
+    assert np.abs(out - exact).max() < 20 / qmax * max(1.0, np.abs(exact).max())

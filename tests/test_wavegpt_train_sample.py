@@ -83,7 +83,7 @@ def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
     assert main(["sample", "--checkpoint", str(out), "--class", "4", "--n", "2", "--quiet",
                  "-o", str(tmp_path / "g4.png"), "--max-tokens", "60", "--strip",
                  str(tmp_path / "strip.png"), "--gif", str(tmp_path / "g.gif"), "--frames", "5",
-                 "--tokens", str(tmp_path / "s.npz")]) == 0
+                 "--tokens", str(tmp_path / "s.npz"), "--kv-cache", "int16"]) == 0
     from PIL import Image
     assert 2 <= Image.open(tmp_path / "g.gif").n_frames <= 5   # Pillow merges equal frames
     assert Image.open(tmp_path / "strip.png").size == (5 * 58 + 2, 2 * 58 + 2)  # 5 frames, 2 rows
@@ -100,9 +100,10 @@ def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(out), "--data-dir", str(idx_dir),
                  "--cache-dir", str(tmp_path / "c"), "--n", "2", "--test-images", "8",
-                 "--quiet"]) == 0
+                 "--quiet", "--kv-cache", "int8"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert 0.0 <= res["class_accuracy"] <= 1.0 and res["samples"] == 20
+    assert res["kv_cache"] == "int8"
     assert res["test_bits_per_image"] > 0 and np.isfinite(res["frechet_distance"])
     assert (out / "eval.json").exists() and (out / "eval_samples.png").exists()
     assert main(["sample", "--checkpoint", str(tmp_path / "nope"), "--class", "1",

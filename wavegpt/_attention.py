@@ -8,6 +8,9 @@ a fraction of this machine's memory bandwidth. Here keys and values are stored t
 short 32-wide reductions), and the exponentials use a vectorisable polynomial (Cephes ``expf``,
 within 2 ulp) instead of a libm call per key. Results agree with SDPA to float32 rounding (the
 sums are taken in another order; tested).
+
+:func:`_attend_last_q` does the same over an int16 or int8 cache with one float32 scale per
+key / value vector: half or a quarter of the bytes to read, the reads being most of a step.
 """
 from __future__ import annotations
 
@@ -18,7 +21,40 @@ __all__: list[str] = []
 
 
 # reassociation lets the sums vectorise; no "ninf" flag: the running maximum starts at -inf
-@njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
+_FAST = {"reassoc", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _exp_weights(s, bits, valid_row, t):  # pragma: no cover - compiled
+    """``s[u] <- exp(s[u] - max)`` over the valid keys ``u < t`` (0 for the others), in place;
+    returns their sum. ``bits`` (int32, >= t) is scratch."""
+    m = np.float32(-np.inf)
+    for u in range(t):
+        if valid_row[u]:
+            m = max(m, s[u])
+    # exp(x) = 2^n p(x - n ln 2), with 2^n built from its bits: no call, so it vectorises
+    for u in range(t):
+        x = max(s[u] - m, np.float32(-87.0))
+        n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+        y = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+        p = np.float32(1.9875691500e-4)
+        p = p * y + np.float32(1.3981999507e-3)
+        p = p * y + np.float32(8.3334519073e-3)
+        p = p * y + np.float32(4.1665795894e-2)
+        p = p * y + np.float32(1.6666665459e-1)
+        p = p * y + np.float32(5.0000001201e-1)
+        s[u] = (p * y * y + y + np.float32(1.0)) if valid_row[u] else np.float32(0.0)
+        bits[u] = (np.int32(n) + np.int32(127)) << 23
+    two_n = bits[:t].view(np.float32)
+    total = np.float32(0.0)
+    for u in range(t):
+        e = s[u] * two_n[u]
+        s[u] = e
+        total += e
+    return total
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
 def _attend_last(qkv, kt, vt, valid, t, scale, out):  # pragma: no cover - compiled
     """Store the new position's key and value in the cache, then attend:
     ``out[i, j] = softmax(scale * q[i, j] . K[:t]) V[:t]`` over keys ``u < t`` with
@@ -45,33 +81,62 @@ def _attend_last(qkv, kt, vt, valid, t, scale, out):  # pragma: no cover - compi
             krow = keys[c]
             for u in range(t):
                 s[u] += qc * krow[u]
-        m = np.float32(-np.inf)
-        for u in range(t):
-            if valid[i, u]:
-                m = max(m, s[u])
-        # exp(x) = 2^n p(x - n ln 2), with 2^n built from its bits: no call, so it vectorises
-        for u in range(t):
-            x = max(s[u] - m, np.float32(-87.0))
-            n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
-            y = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
-            p = np.float32(1.9875691500e-4)
-            p = p * y + np.float32(1.3981999507e-3)
-            p = p * y + np.float32(8.3334519073e-3)
-            p = p * y + np.float32(4.1665795894e-2)
-            p = p * y + np.float32(1.6666665459e-1)
-            p = p * y + np.float32(5.0000001201e-1)
-            s[u] = (p * y * y + y + np.float32(1.0)) if valid[i, u] else np.float32(0.0)
-            bits[u] = (np.int32(n) + np.int32(127)) << 23
-        two_n = bits.view(np.float32)
-        total = np.float32(0.0)
-        for u in range(t):
-            e = s[u] * two_n[u]
-            s[u] = e
-            total += e
-        inv = np.float32(1.0) / total
+        inv = np.float32(1.0) / _exp_weights(s, bits, valid[i], t)
         for c in range(d):
             vrow = values[c]
             acc = np.float32(0.0)
             for u in range(t):
                 acc += s[u] * vrow[u]
+            out[i, j, c] = acc * inv
+
+
+@njit(cache=True, nogil=True)
+def _quantize(x, dst, col, scales, qmax):  # pragma: no cover - compiled
+    """One key or value vector ``x`` (D,) into column ``col`` of ``dst`` (D, T) as int16 with
+    one scale per vector (``scales[col]``: its largest magnitude / 32767), rounded to nearest
+    even as ``torch.round`` / ``np.rint`` do."""
+    amax = np.float32(0.0)
+    for c in range(x.shape[0]):
+        amax = max(amax, abs(x[c]))
+    inv = qmax / amax if amax > 0 else np.float32(0.0)
+    for c in range(x.shape[0]):
+        dst[c, col] = np.rint(x[c] * inv)
+    scales[col] = amax / qmax
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
+def _attend_last_q(qkv, kt, vt, ks, vs, valid, t, scale, out, qmax):  # pragma: no cover
+    """:func:`_attend_last` over an integer cache: key / value ``u`` is ``kt[..., u] * ks[u]``
+    / ``vt[..., u] * vs[u]`` (one scale per (row, head, position)). The new key and value are
+    quantised here (:func:`_quantize`, ``qmax`` 32767 for int16, 127 for int8).
+
+    kt / vt (B, H, D, T_max) int16 or int8, ks / vs (B, H, T_max) float32; the rest as
+    :func:`_attend_last`.
+    """
+    b, h, d = out.shape
+    width = h * d
+    for r in prange(b * h):
+        i = r // h
+        j = r - i * h
+        keys, values, kscale, vscale = kt[i, j], vt[i, j], ks[i, j], vs[i, j]
+        lo = width + j * d
+        _quantize(qkv[i, lo:lo + d], keys, t - 1, kscale, qmax)
+        _quantize(qkv[i, lo + width:lo + width + d], values, t - 1, vscale, qmax)
+        s = np.zeros(t, np.float32)
+        bits = np.empty(t, np.int32)
+        for c in range(d):
+            qc = qkv[i, j * d + c] * scale
+            krow = keys[c]
+            for u in range(t):
+                s[u] += qc * np.float32(krow[u])
+        for u in range(t):
+            s[u] *= kscale[u]                     # the key's scale, once per key
+        inv = np.float32(1.0) / _exp_weights(s, bits, valid[i], t)
+        for u in range(t):
+            s[u] *= vscale[u]                     # the value's scale folded into its weight
+        for c in range(d):
+            vrow = values[c]
+            acc = np.float32(0.0)
+            for u in range(t):
+                acc += s[u] * np.float32(vrow[u])
             out[i, j, c] = acc * inv

@@ -32,11 +32,12 @@ def _slot_sum(acc, table, start, top, off, slot, r):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _embed_step(ids, own, nxt, ctx, exps, wte, slot_t, slot_start, next_t, next_start, top, off,
-                ctx_t, exp_t, out):  # pragma: no cover - compiled
-    """out[r] = wte[ids[r]] + slot(own[r]) + slot'(nxt[r]) (+ ctx_t[ctx[r]]) + exp_t[exps[r]],
-    added left to right as ``WaveGPTForCausalLM.embed`` adds them; an empty ``next_t`` /
-    ``ctx_t`` means the model has no such input."""
+def _embed_step(ids, own, nxt, ctx, exps, e_min, e_max, wte, slot_t, slot_start, next_t,
+                next_start, top, off, ctx_t, exp_t, out):  # pragma: no cover - compiled
+    """out[r] = wte[ids[r]] + slot(own[r]) + slot'(nxt[r]) (+ ctx_t[ctx[r]]) + exp_t[e], with
+    e = exps[r] clamped to [e_min, e_max], minus e_min; added left to right as
+    ``WaveGPTForCausalLM.embed`` adds them; an empty ``next_t`` / ``ctx_t`` means the model has
+    no such input."""
     b, c = out.shape
     acc = np.empty(c, np.float32)
     for r in range(b):
@@ -49,8 +50,9 @@ def _embed_step(ids, own, nxt, ctx, exps, wte, slot_t, slot_start, next_t, next_
             k = min(max(ctx[r], 0), ctx_t.shape[0] - 1)
             for x in range(c):
                 acc[x] += ctx_t[k, x]
+        e = min(max(exps[r], e_min), e_max) - e_min
         for x in range(c):
-            out[r, x] = acc[x] + exp_t[exps[r], x]
+            out[r, x] = acc[x] + exp_t[e, x]
 
 
 class StepEmbedding:
@@ -90,9 +92,8 @@ class StepEmbedding:
             nxt = own
         if ctx is None:
             ctx = np.zeros(b, np.int64)
-        e = np.clip(exps, self.exponent_min, self.exponent_max) - self.exponent_min
         out = np.empty((b, self.wte.shape[1]), np.float32)
-        _embed_step(ids, own, nxt, ctx, e.astype(np.int64), self.wte, self.slot,
-                    self.slot_start, self.next, self.next_start, self.top, self.off, self.ctx,
-                    self.exp, out)
+        _embed_step(ids, own, nxt, ctx, np.asarray(exps, np.int64), self.exponent_min,
+                    self.exponent_max, self.wte, self.slot, self.slot_start, self.next,
+                    self.next_start, self.top, self.off, self.ctx, self.exp, out)
         return torch.from_numpy(out)[:, None, :]                                   # (B, 1, C)

@@ -151,7 +151,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
                  cache_dir: str = ".cache/wavegpt", n_per_class: int = 100,
                  test_images: int = 1000, top_k: int | None = None, top_p: float | None = None,
                  temperature: float = 1.0, cfg: float = 1.0, batch_size: int = 100, seed: int = 0,
-                 progress: bool = True, device: str = "auto") -> dict:
+                 progress: bool = True, device: str = "auto", kv_cache: str = "float32") -> dict:
     """Everything ``wavegpt evaluate`` reports, for a run folder; also writes
     ``eval.json`` and ``eval_samples.png`` (one row per class) into it."""
     import json
@@ -196,7 +196,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
     for s in tqdm(range(0, len(classes), batch_size), disable=not progress, desc="samples"):
         batch, ims = sample(model, classes[s:s + batch_size], run_dir=run, top_k=top_k,
                             top_p=top_p, temperature=temperature, cfg=cfg, seed=seed + s,
-                            tokenizer=tok)
+                            tokenizer=tok, kv_cache=kv_cache)
         images.append(ims)
         lengths.append(batch.lengths if streams else np.full(len(ims), batch.shape[1]))
     sample_s = time.perf_counter() - t0
@@ -207,7 +207,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
     recon = tok.decode(test.batch if streams else test.codes)
     result = {"dataset": dataset, "tokens": model.config.token_kind,
               "samples": int(len(classes)), "top_k": top_k, "top_p": top_p,
-              "temperature": temperature, "cfg": cfg,
+              "temperature": temperature, "cfg": cfg, "kv_cache": kv_cache,
               "test_bits_per_image": bits, "test_images": int(len(test)),
               "tokens_per_sample": float(np.concatenate(lengths).mean()),
               "sampling_images_per_s": len(classes) / sample_s,

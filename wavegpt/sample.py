@@ -104,7 +104,8 @@ def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots, next_
 def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = None,
            top_p: float | None = None, temperature: float = 1.0, cfg: float = 1.0,
            max_tokens: int | None = None, seed: int = 0, prefix: TokenBatch | None = None,
-           frames: int = 0, progress: bool = False, tokenizer=None):
+           frames: int = 0, progress: bool = False, tokenizer=None,
+           kv_cache: str = "float32"):
     """Sample one stream per entry of ``classes``; returns ``(TokenBatch, images)``, or
     ``(TokenBatch, images, frames)`` when ``frames`` > 0 (``frames`` snapshots of every image
     taken as the tokens arrive, geometrically spaced in the number of new tokens, (F, B, H, W[,
@@ -115,6 +116,11 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     streams (one per class entry) instead of starting from nothing. ``max_tokens`` caps the
     stream length (a coarser image: any prefix decodes); without it (and without a budget in the
     language) streams stop at the longest training stream.
+
+    ``kv_cache="int16"`` stores the cache's keys and values as int16 with a scale per vector
+    (CPU float32 models only; see :class:`~wavegpt.kv_cache.StaticKVDecoder`): half the memory
+    traffic per step, logits moved by ~1e-5, so the draws are in practice those of float32;
+    ``"int8"`` quarters the traffic and moves logits by ~1e-3 (other, equally legal streams).
 
     The model may sit on any device; the grammar mask, filters and draws run on the CPU, so a
     seed gives the same draws wherever the logits come from.
@@ -142,7 +148,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
             tokenizer = tokenizer_from_meta(config.tokenizer, run_dir)
         return _sample_grid(model, classes, tokenizer, top_k=top_k, top_p=top_p,
                             temperature=temperature, cfg=cfg, seed=seed, prefix=prefix,
-                            progress=progress)
+                            progress=progress, kv_cache=kv_cache)
     tok = tokenizer or WaveletTokenizer.from_meta(config.tokenizer)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -196,7 +202,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     width = ids.shape[1]
     dev = next(model.parameters()).device
     e = _on(np.tile(exponents, reps), dev)
-    dec = StaticKVDecoder(model, reps * b, width + int(max(limit - n0.min(), 0)))
+    dec = StaticKVDecoder(model, reps * b, width + int(max(limit - n0.min(), 0)), cache=kv_cache)
     step_embed = StepEmbedding(model) if dec.fused else None
     embeds = model.embed(_on(ids, dev), _on(own, dev), _on(nxt, dev), e,
                          _on(ctx, dev) if use_ctx else None)
@@ -283,7 +289,7 @@ def _draw(logits, b, guided, cfg, temperature, top_k, top_p, gen) -> torch.Tenso
 
 @torch.no_grad()
 def _sample_grid(model, classes, tok, *, top_k, top_p, temperature, cfg, seed, prefix,
-                 progress):
+                 progress, kv_cache="float32"):
     """Fixed-length sequences (band codes, pixels) in raster order over the static cache."""
     from tqdm import tqdm
 
@@ -317,7 +323,7 @@ def _sample_grid(model, classes, tok, *, top_k, top_p, temperature, cfg, seed, p
     own = torch.cat([torch.full((1, 7), -1, dtype=torch.long), slots[:n0]])       # (1+n0, 7)
     e = torch.zeros(reps * b, dtype=torch.long, device=dev)
     slots_d = slots.to(dev)
-    dec = StaticKVDecoder(model, reps * b, n)
+    dec = StaticKVDecoder(model, reps * b, n, cache=kv_cache)
     embeds = model.embed(ids.to(dev), own.to(dev).expand(reps * b, -1, -1),
                          slots_d[:n0 + 1].expand(reps * b, -1, -1), e)
     logits = dec.forward(embeds)[:, -1].float().cpu()                             # (R*B, K)
