@@ -320,9 +320,9 @@ def test_lossy_reconstruction_sits_below_the_interval_middle():
     from wavecode import _codec
     out = np.zeros((1, 1, 1), np.uint8)
     for a, want in ((96.0, 88.0), (-96.0, -88.0), (80.0, 78.0), (0.0, 0.0)):
-        _codec._pixels(np.array([a]), np.array([0]), np.ones(1), False, False, 1, 1, 1, 0, out)
+        _codec._pixels(np.array([a]), np.array([0]), np.ones(1), False, False, 1, 1, 1, 0, 2, out)
         assert out[0, 0, 0] == 128 + want, (a, out[0, 0, 0])
-    _codec._pixels(np.array([96.0]), np.array([0]), np.ones(1), True, True, 1, 1, 1, 0, out)
+    _codec._pixels(np.array([96.0]), np.array([0]), np.ones(1), True, True, 1, 1, 1, 0, 2, out)
     assert out[0, 0, 0] == 128 + 96
     assert _codec._lowest_bit(96.0) == 32.0 and _codec._lowest_bit(-0.375) == 0.125
 

@@ -3,7 +3,7 @@ LeGall 5/3 with whole-sample symmetric extension (JPEG 2000's), any length, odd 
 import numpy as np
 import pytest
 
-from wavecode._lifting import _A, _B, _D, _G, _HI, _LO, _fwd2d, _inv2d
+from wavecode._lifting import _A, _B, _D, _G, _HI, _LO, _fwd2d, _inv2d, _inv2d_par
 
 # (step coefficient or the 5/3 step's name, samples it updates: 1 odd / 0 even)
 STEPS_97 = [(_A, 1), (_B, 0), (_G, 1), (_D, 0)]
@@ -84,3 +84,18 @@ def test_unit_synthesis_norm_makes_the_97_near_orthonormal(rng):
     got = x.ravel().copy()
     _fwd2d(got, 64, 64, 4, False, np.empty(64 * 64 + 66))
     assert 0.9 < (got ** 2).sum() / (x ** 2).sum() < 1.1
+
+
+@pytest.mark.parametrize("reversible", [False, True])
+@pytest.mark.parametrize("shape,levels", [((1, 1), 0), ((1, 9), 3), ((17, 33), 4), ((64, 40), 5),
+                                          ((3, 5), 1)])
+def test_parallel_inverse_is_the_serial_one_to_the_bit(rng, shape, levels, reversible):
+    h, w = shape
+    x = (rng.integers(-300, 300, shape).astype(np.float64) if reversible else
+         rng.standard_normal(shape) * 40).ravel()
+    want = x.copy()
+    _inv2d(want, h, w, levels, reversible, np.empty(h * w + max(h, w) + 2))
+    for parts in (1, 2, 3, 7, 50):             # more parts than columns or rows: empty ones
+        got = x.copy()
+        _inv2d_par(got, h, w, levels, reversible, parts)
+        assert np.array_equal(got, want), parts

@@ -46,9 +46,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._lifting import _inv2d
+from ._lifting import _inv2d_par
 from ._scan import YCBCR, YCBCR_INV
 from ._scan import (G2, G4, INS, K_COEF, K_G4, K_REF, NA0, NSN, NSP, _POW2, _POW2_BIAS,
                     _apply, _block_maxima, _choose, _kind, _legal, _reset, _u)
@@ -1051,13 +1051,14 @@ def _planes(a, lossless, out):
                     out[k, y, x] = (YCBCR[k, 0] * r + YCBCR[k, 2] * b) + YCBCR[k, 1] * g
 
 
-@njit(cache=True, nogil=True)
-def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, out):
+@njit(cache=True, nogil=True, parallel=True)
+def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, parts, out):
     """Coefficients in scan order -> uint8 image ``out`` (H, W, C): lossless snapping, or the
     biased reconstruction and norm scaling; inverse transform per channel, inverse colour
-    transform, level shift, rounding."""
+    transform, level shift, rounding. Each step runs in parallel over coefficients, columns or
+    rows, each element computed as in a serial run: the same pixels."""
     pyr = np.zeros(c * h * w)
-    for i in range(approx.shape[0]):
+    for i in prange(approx.shape[0]):      # flat is a permutation: each i writes its own pixel
         a = approx[i]
         if a == 0.0:
             continue        # most of them: pyr is zero already
@@ -1075,11 +1076,10 @@ def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, out):
                 a = a - shift if a > 0 else a + shift
             a = a / norms[i]
         pyr[flat[i]] = a
-    tmp = np.empty(h * w + max(h, w) + 2)
-    for k in range(c):
-        _inv2d(pyr[k * h * w:(k + 1) * h * w], h, w, levels, lossless, tmp)
     plane = h * w
-    for y in range(h):
+    for k in range(c):
+        _inv2d_par(pyr[k * plane:(k + 1) * plane], h, w, levels, lossless, parts)
+    for y in prange(h):
         for x in range(w):
             q = y * w + x
             if c == 1:

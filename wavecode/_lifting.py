@@ -12,7 +12,7 @@ means the same squared error in every subband -- what an embedded bit-plane code
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._dwt import _u
 
@@ -217,20 +217,29 @@ def _fwd_cols(x, ch, cw, w, reversible, t):
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _inv_cols(x, ch, cw, w, reversible, t):
+    _inv_cols_part(x, ch, 0, cw, w, reversible, t)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _inv_cols_part(x, ch, j0, j1, w, reversible, t):
+    """Vertical synthesis of the columns ``j0 <= j < j1`` of the ``ch``-row region of ``x``
+    (row stride ``w``); ``t`` holds ``ch * (j1 - j0)``. Columns are independent: any split of
+    them gives the same values."""
     if ch < 2:
         return
+    cw = j1 - j0
     ne = (ch + 1) // 2
     lo = 1.0 if reversible else _LO
     hi = 1.0 if reversible else _HI
     for r in range(ch):
-        src = (r // 2 if r % 2 == 0 else ne + r // 2) * w
+        src = (r // 2 if r % 2 == 0 else ne + r // 2) * w + j0
         s = lo if r % 2 == 0 else hi
         for j in range(cw):
             t[_u(r * cw + j)] = x[_u(src + j)] / s
     _lift(t, ch, cw, reversible, False)
     for r in range(ch):
         for j in range(cw):
-            x[_u(r * w + j)] = t[_u(r * cw + j)]
+            x[_u(r * w + j0 + j)] = t[_u(r * cw + j)]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -258,6 +267,28 @@ def _inv2d(x, h, w, levels, reversible, tmp):
         _inv_cols(x, ch, cw, w, reversible, tmp)
         for r in range(ch):
             _inv_line(x, cw, 1, r * w, reversible, tmp)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _inv2d_par(x, h, w, levels, reversible, parts):
+    """:func:`_inv2d` with each level's columns, then its rows, split into ``parts`` ranges that
+    run in parallel, each with its own work buffer. Columns (rows) are transformed independently
+    and in the same order, so the values are :func:`_inv2d`'s to the bit."""
+    for lev in range(levels - 1, -1, -1):
+        ch = h
+        cw = w
+        for _ in range(lev):
+            ch = (ch + 1) // 2
+            cw = (cw + 1) // 2
+        for k in prange(parts):
+            j0 = cw * k // parts
+            j1 = cw * (k + 1) // parts
+            if j1 > j0:
+                _inv_cols_part(x, ch, j0, j1, w, reversible, np.empty(ch * (j1 - j0)))
+        for k in prange(parts):
+            tmp = np.empty(cw + 2)
+            for r in range(ch * k // parts, ch * (k + 1) // parts):
+                _inv_line(x, cw, 1, r * w, reversible, tmp)
 
 
 def codec_bands(height: int, width: int, levels: int):

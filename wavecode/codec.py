@@ -33,6 +33,7 @@ import struct
 import zlib
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from . import _codec
@@ -323,6 +324,7 @@ def decompress(data, *, max_bytes: int | None = None, return_complete: bool = Fa
     _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k, cx, w,
                                        c * h * w, approx, PRIOR)
     out = np.empty((h, w, c), np.uint8)
-    _codec._pixels(approx, lay.flat, norms, lossless, complete, c, h, w, levels, out)
+    _codec._pixels(approx, lay.flat, norms, lossless, complete, c, h, w, levels,
+                   numba.get_num_threads(), out)
     img = out[..., 0] if c == 1 else out
     return (img, bool(complete)) if return_complete else img
