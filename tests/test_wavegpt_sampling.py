@@ -269,3 +269,9 @@ def test_int16_cache_draws_the_float32_streams(data):
     # int8 perturbs the model more; its streams are still legal (decode re-checks every token)
     coarse, images = sample(model, [1, 2, 3, 4], kv_cache="int8", **kw)
     assert np.allclose(tok.decode(coarse), images)
+    # rewinding: a left-padded prefill into the int16 cache (quantised by torch), then its steps
+    pre = cut_prefix(tok, exact, rewind=40)
+    kw.update(prefix=pre, cfg=1.5, seed=4)
+    again, _ = sample(model, [1, 2, 3, 4], **kw)
+    near, _ = sample(model, [1, 2, 3, 4], kv_cache="int16", **kw)
+    assert np.array_equal(near.tokens, again.tokens)
