@@ -256,14 +256,19 @@ def _fwd2d(x, h, w, levels, reversible, tmp):
         cw = (cw + 1) // 2
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _level_shape(h, w, lev):
+    """Rows and columns of the region that level ``lev`` (0: the finest) splits."""
+    for _ in range(lev):
+        h = (h + 1) // 2
+        w = (w + 1) // 2
+    return h, w
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _inv2d(x, h, w, levels, reversible, tmp):
     for lev in range(levels - 1, -1, -1):
-        ch = h
-        cw = w
-        for _ in range(lev):
-            ch = (ch + 1) // 2
-            cw = (cw + 1) // 2
+        ch, cw = _level_shape(h, w, lev)
         _inv_cols(x, ch, cw, w, reversible, tmp)
         for r in range(ch):
             _inv_line(x, cw, 1, r * w, reversible, tmp)
@@ -275,11 +280,7 @@ def _inv2d_par(x, h, w, levels, reversible, parts):
     run in parallel, each with its own work buffer. Columns (rows) are transformed independently
     and in the same order, so the values are :func:`_inv2d`'s to the bit."""
     for lev in range(levels - 1, -1, -1):
-        ch = h
-        cw = w
-        for _ in range(lev):
-            ch = (ch + 1) // 2
-            cw = (cw + 1) // 2
+        ch, cw = _level_shape(h, w, lev)
         for k in prange(parts):
             j0 = cw * k // parts
             j1 = cw * (k + 1) // parts

@@ -54,6 +54,27 @@ def _exp_weights(s, bits, valid_row, t):  # pragma: no cover - compiled
     return total
 
 
+@njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+def _scores(q, keys, t, scale, s):  # pragma: no cover - compiled
+    """``s[u] += scale * q . keys[:, u]`` for u < t; keys (D, T), float32 or integers."""
+    for c in range(keys.shape[0]):
+        qc = q[c] * scale
+        krow = keys[c]
+        for u in range(t):
+            s[u] += qc * np.float32(krow[u])
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+def _weighted_sum(w, values, t, inv, out):  # pragma: no cover - compiled
+    """``out[c] = inv * sum_u w[u] * values[c, u]`` over u < t; values (D, T)."""
+    for c in range(values.shape[0]):
+        vrow = values[c]
+        acc = np.float32(0.0)
+        for u in range(t):
+            acc += w[u] * np.float32(vrow[u])
+        out[c] = acc * inv
+
+
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
 def _attend_last(qkv, kt, vt, valid, t, scale, out):  # pragma: no cover - compiled
     """Store the new position's key and value in the cache, then attend:
@@ -75,26 +96,16 @@ def _attend_last(qkv, kt, vt, valid, t, scale, out):  # pragma: no cover - compi
             keys[c, t - 1] = qkv[i, width + j * d + c]
             values[c, t - 1] = qkv[i, 2 * width + j * d + c]
         s = np.zeros(t, np.float32)
-        bits = np.empty(t, np.int32)
-        for c in range(d):
-            qc = qkv[i, j * d + c] * scale
-            krow = keys[c]
-            for u in range(t):
-                s[u] += qc * krow[u]
-        inv = np.float32(1.0) / _exp_weights(s, bits, valid[i], t)
-        for c in range(d):
-            vrow = values[c]
-            acc = np.float32(0.0)
-            for u in range(t):
-                acc += s[u] * vrow[u]
-            out[i, j, c] = acc * inv
+        _scores(qkv[i, j * d:(j + 1) * d], keys, t, scale, s)
+        inv = np.float32(1.0) / _exp_weights(s, np.empty(t, np.int32), valid[i], t)
+        _weighted_sum(s, values, t, inv, out[i, j])
 
 
 @njit(cache=True, nogil=True)
 def _quantize(x, dst, col, scales, qmax):  # pragma: no cover - compiled
-    """One key or value vector ``x`` (D,) into column ``col`` of ``dst`` (D, T) as int16 with
-    one scale per vector (``scales[col]``: its largest magnitude / 32767), rounded to nearest
-    even as ``torch.round`` / ``np.rint`` do."""
+    """One key or value vector ``x`` (D,) into column ``col`` of ``dst`` (D, T), int16 or int8,
+    with one scale per vector (``scales[col]``: its largest magnitude / ``qmax``), rounded to
+    nearest even as ``torch.round`` / ``np.rint`` do."""
     amax = np.float32(0.0)
     for c in range(x.shape[0]):
         amax = max(amax, abs(x[c]))
@@ -123,20 +134,10 @@ def _attend_last_q(qkv, kt, vt, ks, vs, valid, t, scale, out, qmax):  # pragma: 
         _quantize(qkv[i, lo:lo + d], keys, t - 1, kscale, qmax)
         _quantize(qkv[i, lo + width:lo + width + d], values, t - 1, vscale, qmax)
         s = np.zeros(t, np.float32)
-        bits = np.empty(t, np.int32)
-        for c in range(d):
-            qc = qkv[i, j * d + c] * scale
-            krow = keys[c]
-            for u in range(t):
-                s[u] += qc * np.float32(krow[u])
+        _scores(qkv[i, j * d:(j + 1) * d], keys, t, scale, s)
         for u in range(t):
             s[u] *= kscale[u]                     # the key's scale, once per key
-        inv = np.float32(1.0) / _exp_weights(s, bits, valid[i], t)
+        inv = np.float32(1.0) / _exp_weights(s, np.empty(t, np.int32), valid[i], t)
         for u in range(t):
             s[u] *= vscale[u]                     # the value's scale folded into its weight
-        for c in range(d):
-            vrow = values[c]
-            acc = np.float32(0.0)
-            for u in range(t):
-                acc += s[u] * np.float32(vrow[u])
-            out[i, j, c] = acc * inv
+        _weighted_sum(s, values, t, inv, out[i, j])
