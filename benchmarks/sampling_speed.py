@@ -12,9 +12,9 @@ Also measured, same run: the *attention floor* -- the time of the attention read
 query per row over the filled float32 key/value cache, every layer, every step of the same
 streams) with the static cache's fused kernel, and with torch's
 ``scaled_dot_product_attention`` for comparison. Any exact decoder with a float32 cache pays
-about the floor; it also pays the matrix products of the
-blocks and the head (measured alone too, the model's weights, one position per row), so HF's
-time divided by the two together bounds the speed-up.
+about the floor; it also pays the matrix products of the blocks and the head (measured alone
+too, the model's weights, one position per row), so HF's time divided by the two together
+bounds the speed-up of an exact decoder.
 
     python benchmarks/sampling_speed.py --checkpoint runs/mnist-tiny
     python benchmarks/sampling_speed.py              # an untrained tiny model, 480-token streams
@@ -130,8 +130,9 @@ def main(argv=None) -> int:
             "sdpa_attention_ms_per_step": [], "dense_ms_per_step": [], "speedup_bound": []}
     for kv in caches:       # float32 keeps the old names: ours_*, speedup
         tag = "" if kv == "float32" else f"_{kv}"
-        for key in ("ours_tokens_per_s", "ours_images_per_s", "ours_ms_per_step", "speedup"):
-            rows[key.replace("ours", "ours" + tag) if "ours" in key else key + tag] = []
+        for key in (f"ours{tag}_tokens_per_s", f"ours{tag}_images_per_s",
+                    f"ours{tag}_ms_per_step", f"speedup{tag}"):
+            rows[key] = []
         if kv != "float32":
             rows[f"identical_streams{tag}"] = []
     for bs in args.batch_sizes:
@@ -195,10 +196,9 @@ def main(argv=None) -> int:
                           "speedup: float32; identical_streams_*: the fraction of streams "
                           "equal to the float32 cache's, same seeds); "
                           "hf: generate() + grammar LogitsProcessor (DynamicCache); attention "
-                          "floor: "
-                          "the fused kernel over the float32 cache alone (and SDPA's time for "
+                          "floor: the fused kernel over the float32 cache alone (and SDPA's time for "
                           "the same reads); dense: the matrix products alone; bound: hf / "
-                          "(attention floor + dense); ours and hf alternate; medians of "
+                          "(attention floor + dense); all samplers alternate; medians of "
                           f"{args.repeats}", "results": rows}
     write_json(Path(args.out), doc)
 

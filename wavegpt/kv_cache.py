@@ -55,9 +55,9 @@ class StaticKVDecoder:
     fused : bool, optional
         Single steps through the fused CPU kernel; default: when the model is float32 on the
         CPU (``False`` gives the SDPA path everywhere, e.g. to compare the two).
-    cache : {"float32", "int16"}, optional
-        How keys and values are stored: as computed, or (fused path only) as int16 with one
-        float32 scale per vector -- half the memory traffic of a step's attention.
+    cache : {"float32", "int16", "int8"}, optional
+        How keys and values are stored: as computed, or (fused path only) as int16 or int8 with
+        one float32 scale per vector -- half or a quarter of a step's attention reads.
     """
 
     # storage dtype and the largest integer of each quantised cache
@@ -182,8 +182,8 @@ class StaticKVDecoder:
             qkv = torch.addmm(attn[0], F.layer_norm(x, (c,), *ln_1), attn[1])        # (B, 3C)
             if self.quantized:
                 _attend_last_q(qkv.numpy(), self._k_np[layer], self._v_np[layer],
-                                 self._ks_np[layer], self._vs_np[layer], self._valid_np, t1,
-                                 scale, o_np, self._qmax)
+                               self._ks_np[layer], self._vs_np[layer], self._valid_np, t1,
+                               scale, o_np, self._qmax)
             else:
                 _attend_last(qkv.numpy(), self._k_np[layer], self._v_np[layer],
                              self._valid_np, t1, scale, o_np)
@@ -205,7 +205,7 @@ class StaticKVDecoder:
             q = q.view(b, s, nh, hd).transpose(1, 2)                               # (B, H, S, D)
             k = k.view(b, s, nh, hd).transpose(1, 2)
             v = v.view(b, s, nh, hd).transpose(1, 2)
-            if self.quantized:                                 # int16 (L, B, H, D, T)
+            if self.quantized:                                 # int16 / int8 (L, B, H, D, T)
                 keys = self._store_q(self.k, self.k_scale, layer, k, t0, t1)
                 values = self._store_q(self.v, self.v_scale, layer, v, t0, t1)
             elif self.fused:                                   # cache (L, B, H, D, T)
@@ -224,7 +224,7 @@ class StaticKVDecoder:
         return x
 
     def _store_q(self, cache, scales, layer: int, x, t0: int, t1: int) -> torch.Tensor:
-        """Store ``x`` (B, H, S, D) at columns ``t0:t1`` of an int16 cache as the fused kernel
+        """Store ``x`` (B, H, S, D) at columns ``t0:t1`` of an integer cache as the fused kernel
         does (:func:`wavegpt._attention._quantize`); returns the dequantised cache
         (B, H, t1, D) to attend over."""
         amax = x.abs().amax(-1)                                                    # (B, H, S)
