@@ -287,12 +287,13 @@ def test_sign_contexts_per_class_and_orientation():
     # RGB image gets its own set, inside the sign range
     from wavecode import _codec, codec
     h, w, c = 96, 80, 3
-    lay, _, cx, _ = codec._plan(c, h, w, codec._levels_for(h, w))
+    lay, k, cx, _ = codec._plan(c, h, w, codec._levels_for(h, w))
     nbm, _, cb, ori = cx[:4]
-    sgn = np.zeros(c * h * w, np.int8)
+    flat = k[11]
+    sgw = np.zeros(c * h * w, np.int32)
     first = {}
     for i in range(lay.size):
-        ctx, xr = _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)
+        ctx, xr = _codec._ctx_sign(i, sgw, flat, cb, ori)
         assert xr == 0                      # no significant neighbour: class 0, no prediction
         first.setdefault((int(cb[i]), int(ori[i])), set()).add(int(ctx))
     assert all(len(v) == 1 for v in first.values())
@@ -302,16 +303,76 @@ def test_sign_contexts_per_class_and_orientation():
     # a significant left neighbour moves the context within its set and predicts the sign ...
     i = next(i for i in range(lay.size)
              if nbm[i] & 1 and nbm[i] & 16 and ori[i] == 1 and cb[i] == 0)
-    sgn[lay.flat[i] - 1] = -1
-    ctx, xr = _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)
+    inv = {int(f): j for j, f in enumerate(flat)}
+    left, upleft = inv[int(flat[i]) - 1], inv[int(flat[i]) - w - 1]
+    _codec._mark(sgw, flat[left], nbm[left], True, 0, w)
+    ctx, xr = _codec._ctx_sign(i, sgw, flat, cb, ori)
     base = _codec.C_SIGN + (0 * 4 + 1) * 15
     assert base < ctx < base + 15 and xr == 1
     # ... and a diagonal neighbour agreeing with the prediction moves it once more
-    sgn[lay.flat[i] - w - 1] = -1
-    ctx2, xr2 = _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)
+    agree = sgw.copy()
+    _codec._mark(agree, flat[upleft], nbm[upleft], True, 0, w)
+    ctx2, xr2 = _codec._ctx_sign(i, agree, flat, cb, ori)
     assert xr2 == 1 and ctx2 == ctx + 1
-    sgn[lay.flat[i] - w - 1] = 1
-    assert _codec._ctx_sign(i, sgn, lay.flat, nbm, cb, ori, w)[0] == ctx - 1
+    _codec._mark(sgw, flat[upleft], nbm[upleft], False, 0, w)
+    assert _codec._ctx_sign(i, sgw, flat, cb, ori)[0] == ctx - 1
+
+
+_DIRS = ((0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+@pytest.mark.parametrize("shape", [(40, 56, 3), (33, 17), (3, 5)])
+def test_significance_words_give_the_neighbourhood_contexts(shape):
+    # the coder reads its neighbourhood contexts from one significance word per coefficient,
+    # which ``_mark`` keeps up to date; a slow reference computes them from the neighbours' signs
+    # directly (JPEG 2000's tables), with the subband taken from the layout, not from ``nbm``
+    from wavecode import _codec, codec
+    h, w = shape[:2]
+    c = shape[2] if len(shape) == 3 else 1
+    lay, k, cx, _ = codec._plan(c, h, w, codec._levels_for(h, w))
+    nbm, pfl, cb, ori = cx[:4]
+    flat = k[11]
+    rng = np.random.default_rng(5)
+    p = 3
+    plane_of = np.where(rng.random(lay.size) < 0.35, rng.integers(0, p + 1, lay.size), -1)
+    neg = rng.random(lay.size) < 0.5
+    sgn = np.zeros(c * h * w, np.int64)     # +-(plane + 1): the reference's state
+    sgw = np.zeros(c * h * w, np.int32)
+    for i in np.flatnonzero(plane_of >= 0):
+        sgn[flat[i]] = -(plane_of[i] + 1) if neg[i] else plane_of[i] + 1
+        _codec._mark(sgw, flat[i], nbm[i], neg[i], plane_of[i], w)
+    at = {(int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])): i for i in range(lay.size)}
+    zeros = np.zeros(max(lay.n_blocks, lay.n_quads, 1), np.int32)
+    gx = (k[0], k[2], zeros, zeros) + tuple(cx[7:13])
+    for i in range(lay.size):
+        ch, r, col = int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])
+        cbi, oi = int(cb[i]), int(ori[i])      # the tables are narrow: no uint8 arithmetic
+        nb = []
+        for dr, dc in _DIRS:
+            j = at.get((ch, r + dr, col + dc))
+            nb.append(0 if j is None or lay.sb[j] != lay.sb[i] else int(np.sign(sgn[flat[j]])))
+        hh, vv = abs(nb[0]) + abs(nb[1]), abs(nb[2]) + abs(nb[3])
+        dd = sum(abs(v) for v in nb[4:])
+        par = 0 if pfl[i] < 0 or sgn[pfl[i]] == 0 else (1 if abs(sgn[pfl[i]]) == p + 1 else 2)
+        lum = int(cbi % 2 == 1 and sgn[flat[at[(0, r, col)]]] != 0)
+        cls = _codec._SIG_CLASS[oi, hh, vv, dd]
+        for q in (0, 4):
+            assert _codec._ctx_sig(i, p, sgw, flat, pfl, cb, ori, q) == (
+                _codec.C_SIG + (((q * 6 + cbi) * 3 + par) * 9 + cls) * 2 + lum)
+        hs = int(np.clip(nb[0] + nb[1], -1, 1)) + 1
+        vs = int(np.clip(nb[2] + nb[3], -1, 1)) + 1
+        xr = _codec._SIGN_XOR[hs, vs]
+        ds = int(np.clip(-sum(nb[4:]) if xr else sum(nb[4:]), -1, 1)) + 1
+        assert _codec._ctx_sign(i, sgw, flat, cb, ori) == (
+            _codec.C_SIGN + ((cbi * 4 + oi) * 5 + _codec._SIGN_CTX[hs, vs]) * 3 + ds, xr)
+        assert _codec._sig_neighbour(i, sgw, flat) == any(nb)
+        nbr = int(nb[0] != 0 or nb[2] != 0)
+        if k[0][i] >= 0:        # a 4x4 block's entry (no block here is busy: near = 0)
+            assert _codec._ctx_group(0, i, p, sgw, flat, pfl, cb, 0, gx) == (
+                _codec.C_G4 + ((cbi * 6 + par * 2 + nbr) * 6) * 2)
+        sp = np.zeros(lay.size, np.int16)
+        assert _codec._ctx_ref(i, p, sgw, sp, flat, cb) == (
+            _codec.C_REF + ((cbi & 1) * 3 + 2) * 2 + int(any(nb[:4])))
 
 
 def test_lossy_reconstruction_sits_below_the_interval_middle():
@@ -470,7 +531,7 @@ def test_mixer_tables_are_integer_inverses_and_probabilities_stay_codable():
     p2 = np.zeros((_codec.N_CTX, 2), np.int64)
     p2[:, 0] = 1
     for ctx in (0, _codec.C_G2, _codec.C_SIG, _codec.C_SIGN, _codec.C_REF, _codec.C_BAND):
-        p = _codec._prob(p1, p2, mx, ctx)[0]
+        p = _codec._prob(p1, p2, mx, _codec._kind_of(ctx), ctx)[0]
         assert 32 <= p <= 65536 - 32
 
 

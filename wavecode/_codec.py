@@ -128,14 +128,18 @@ _MIX_RATE = 11                   # weight step: input x error / 2**11
 _APM_RATE = 5                    # map step: 2**-5 of the error
 
 
+M_G4, M_G2, M_SIG, M_SIGN, M_REF, M_BAND = range(N_KIND)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _kind_of(ctx):
-    """The decision kind of a context: its mixer and map."""
+    """The decision kind of a context (``M_*``): its mixer and map. The coder takes it from
+    each call site instead, where it is a constant (no compare chain per decision)."""
     if ctx < C_SIG:
-        return 0 if ctx < C_G2 else 1
+        return M_G4 if ctx < C_G2 else M_G2
     if ctx < C_REF:
-        return 2 if ctx < C_SIGN else 3
-    return 4 if ctx < C_BAND else 5
+        return M_SIG if ctx < C_SIGN else M_SIGN
+    return M_REF if ctx < C_BAND else M_BAND
 
 
 def _mixer_init() -> np.ndarray:
@@ -152,10 +156,9 @@ _MIXER_INIT = _mixer_init()
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prob(p1, p2, mx, ctx):
-    """P(decision = 0) of 2**16, and what ``_adapt`` needs: (p, kind, x0, x1, map entry,
-    its interpolation weight, mixed p)."""
-    k = _kind_of(ctx)
+def _prob(p1, p2, mx, k, ctx):
+    """P(decision = 0) of 2**16 for a decision of kind ``k`` (``_kind_of(ctx)``), and what
+    ``_adapt`` needs: (p, kind, x0, x1, map entry, its interpolation weight, mixed p)."""
     x0 = np.int64(_STRETCH[_u(p1[_u(ctx)] >> 4)])
     x1 = np.int64(_STRETCH[_u(p2[_u(ctx), 0] >> 4)])
     w = 3 * k
@@ -217,11 +220,11 @@ def _enc_shift(st, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _enc_bit(st, out, p1, p2, ctx, bit):
+def _enc_bit(st, out, p1, p2, kind, ctx, bit):
     mx = p1[N_CTX:]
     # low and range in locals: numba cannot tell ``st`` from the probability arrays, so every
     # access to st[...] after an update of p1 / p2 would be a reload
-    p, k, x0, x1, a, f, pm = _prob(p1, p2, mx, ctx)
+    p, k, x0, x1, a, f, pm = _prob(p1, p2, mx, kind, ctx)
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
     if bit:
@@ -237,11 +240,11 @@ def _enc_bit(st, out, p1, p2, ctx, bit):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dec_bit(st, data, p1, p2, ctx):
+def _dec_bit(st, data, p1, p2, kind, ctx):
     """Decode one decision; st: code, range, pos, exhausted. After a byte is found missing,
     ``st[3]`` is set and the caller must stop (the returned bit is still exact)."""
     mx = p1[N_CTX:]
-    p, k, x0, x1, a, f, pm = _prob(p1, p2, mx, ctx)
+    p, k, x0, x1, a, f, pm = _prob(p1, p2, mx, kind, ctx)
     code = st[0]
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
@@ -277,6 +280,8 @@ def _dec_bit(st, data, p1, p2, ctx):
 #   ori[i]   subband orientation (0 LL, 1 top-right, 2 bottom-left, 3 bottom-right)
 #   bend[i]  at the first entry of a channel's subband made of 4x4 blocks: the entry just past
 #            it (its blocks are blk[i] .. blk[bend[i] - 1]); else 0
+#   brun[i]  where the coder counts the significant coefficients of entry i's channel subband
+#            (a run of the scan): an index into bsig past its 4x4 blocks' counts
 #   badj[b]  the 4x4 blocks left, right, above and below 4x4 block b in its subband (-1: none);
 #            qadj[q] the same for 2x2 blocks
 #   bpar[b]  the 2x2 block holding the parent of the first coefficient of 4x4 block b (-1:
@@ -313,23 +318,75 @@ def _sig_class_table() -> np.ndarray:
 
 _SIG_CLASS = _sig_class_table()
 
+# The coder keeps one significance word per pyramid position (``sgw``, int32): bit j (0..7) is
+# set when neighbour j (left, right, up, down, up-left, up-right, down-left, down-right) in the
+# same subband is significant, bit 8 + j when it is also negative, and bits 16 and up hold the
+# plane the coefficient itself turned significant in, + 1 (0: not yet). A coefficient turning
+# significant updates its neighbours' words (``_mark``), so a context reads one word instead of
+# eight neighbours (JPEG 2000 coders keep such state words for the same reason).
+_SIGW_PLANE = 16
+
+
+def _word_tables():
+    """Lookups on a significance word: the significance class by orientation (``4 x 256``, on
+    the 8 significance bits), the sign context and prediction of the horizontal and vertical
+    neighbours (``_SIGN_CTX * 2 + xor``, on their 4 significance and 4 sign bits) and the
+    diagonal neighbours' sign sum + 4 (on theirs)."""
+    cls = np.zeros(4 * 256, np.uint8)
+    for o in range(4):
+        for b in range(256):
+            hh = (b & 1) + (b >> 1 & 1)
+            vv = (b >> 2 & 1) + (b >> 3 & 1)
+            dd = sum(b >> j & 1 for j in range(4, 8))
+            cls[o * 256 + b] = _SIG_CLASS[o, hh, vv, dd]
+    hv = np.zeros(256, np.uint8)
+    diag = np.zeros(256, np.uint8)
+    for b in range(256):
+        sig, neg = b & 15, b >> 4
+
+        def sign(j):
+            return 0 if not sig >> j & 1 else (-1 if neg >> j & 1 else 1)
+        hs = max(-1, min(1, sign(0) + sign(1))) + 1
+        vs = max(-1, min(1, sign(2) + sign(3))) + 1
+        hv[b] = _SIGN_CTX[hs, vs] * 2 + _SIGN_XOR[hs, vs]
+        diag[b] = sign(0) + sign(1) + sign(2) + sign(3) + 4
+    return cls, hv, diag
+
+
+_SIGW_CLASS, _SIGW_HV, _SIGW_DIAG = _word_tables()
+
 
 @njit(cache=True, nogil=True, inline="always")
-def _nb(sgn, f, m, bit, off):
-    """Sign of a neighbour (0 when insignificant or outside the subband)."""
-    if m & bit:
-        v = sgn[_u(f + off)]
-        return np.int64(1) if v > 0 else (np.int64(-1) if v < 0 else np.int64(0))
-    return np.int64(0)
+def _mark(sgw, f, m, neg, p, width):
+    """The coefficient at pyramid position ``f`` (neighbour mask ``m``) turns significant in
+    plane ``p``: record it in its word and in the words of its neighbours in the subband (it is
+    their neighbour in the opposite direction)."""
+    sgw[_u(f)] |= (p + 1) << _SIGW_PLANE
+    v = np.int32(257 if neg else 1)
+    if m & 1:
+        sgw[_u(f - 1)] |= v << 1
+    if m & 2:
+        sgw[_u(f + 1)] |= v
+    if m & 4:
+        sgw[_u(f - width)] |= v << 3
+    if m & 8:
+        sgw[_u(f + width)] |= v << 2
+    if m & 16:
+        sgw[_u(f - width - 1)] |= v << 7
+    if m & 32:
+        sgw[_u(f - width + 1)] |= v << 6
+    if m & 64:
+        sgw[_u(f + width - 1)] |= v << 5
+    if m & 128:
+        sgw[_u(f + width + 1)] |= v << 4
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _parent_class(sgn, pf, p):
-    """0: no parent or insignificant; 1: significant since this plane; 2: since an earlier one
-    (``sgn`` holds +-(plane of significance + 1))."""
+def _parent_class(sgw, pf, p):
+    """0: no parent or insignificant; 1: significant since this plane; 2: since an earlier one."""
     if pf < 0:
         return 0
-    v = abs(np.int64(sgn[_u(pf)]))
+    v = np.int64(sgw[_u(pf)]) >> _SIGW_PLANE
     if v == 0:
         return 0
     return 1 if v == p + 1 else 2
@@ -348,15 +405,13 @@ def _busy(k, nsig, adj):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate, gx):
+def _ctx_group(stage, i, p, sgw, flat, pfl, cb, gstate, gx):
     """Context of a group decision (``stage`` 0: 4x4, 1: 2x2 block at entry ``i``); ``gx``:
     blk, quad, bsig, qsig and the tables badj, qadj, bpar, qpar, bluma, qluma (see
     ``context_tables``)."""
     blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma = gx
-    f = flat[_u(i)]
-    m = nbm[_u(i)]
-    par = _parent_class(sgn, pfl[_u(i)], p)
-    nbr = 1 if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 4, -width) != 0) else 0
+    par = _parent_class(sgw, pfl[_u(i)], p)
+    nbr = 1 if sgw[_u(flat[_u(i)])] & 5 else 0     # the left or upper neighbour
     if stage == 0:
         b = blk[_u(i)]
         pq = bpar[_u(b)]
@@ -373,30 +428,16 @@ def _ctx_group(stage, i, p, sgn, flat, nbm, pfl, cb, width, gstate, gx):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width, qstate):
+def _ctx_sig(i, p, sgw, flat, pfl, cb, ori, qstate):
     f = flat[_u(i)]
-    m = nbm[_u(i)]
-    hh = abs(_nb(sgn, f, m, 1, -1)) + abs(_nb(sgn, f, m, 2, 1))
-    vv = abs(_nb(sgn, f, m, 4, -width)) + abs(_nb(sgn, f, m, 8, width))
-    dd = (abs(_nb(sgn, f, m, 16, -width - 1)) + abs(_nb(sgn, f, m, 32, -width + 1))
-          + abs(_nb(sgn, f, m, 64, width - 1)) + abs(_nb(sgn, f, m, 128, width + 1)))
-    par = _parent_class(sgn, pfl[_u(i)], p)
-    cls = _SIG_CLASS[_u(ori[_u(i)]), _u(hh), _u(vv), _u(dd)]
+    par = _parent_class(sgw, pfl[_u(i)], p)
+    cls = _SIGW_CLASS[_u(ori[_u(i)] * 256 + (sgw[_u(f)] & 255))]
     lum = 0
     if cb[_u(i)] & 1:
-        plane = sgn.shape[0] // 3      # by a constant: a multiply, not the division of f % plane
+        plane = sgw.shape[0] // 3      # by a constant: a multiply, not the division of f % plane
         lf = f - plane if f < 2 * plane else f - 2 * plane
-        lum = 1 if sgn[_u(lf)] != 0 else 0
+        lum = 1 if sgw[_u(lf)] >> _SIGW_PLANE else 0
     return C_SIG + (((qstate * 6 + cb[_u(i)]) * 3 + par) * 9 + cls) * 2 + lum
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _band_empty(b0, b1, bsig):
-    """Do 4x4 blocks ``b0 .. b1`` hold no significant coefficient?"""
-    for b in range(b0, b1 + 1):
-        if bsig[_u(b)] != 0:
-            return False
-    return True
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -422,48 +463,32 @@ def _block_state(i, ids, nsig, pos):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sig_neighbour(i, sgn, flat, nbm, width):
+def _sig_neighbour(i, sgw, flat):
     """Is one of the 8 neighbours of entry ``i`` (in its subband) significant?"""
-    f = flat[_u(i)]
-    m = nbm[_u(i)]
-    return (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 2, 1) != 0
-            or _nb(sgn, f, m, 4, -width) != 0 or _nb(sgn, f, m, 8, width) != 0
-            or _nb(sgn, f, m, 16, -width - 1) != 0 or _nb(sgn, f, m, 32, -width + 1) != 0
-            or _nb(sgn, f, m, 64, width - 1) != 0 or _nb(sgn, f, m, 128, width + 1) != 0)
+    return (sgw[_u(flat[_u(i)])] & 255) != 0
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_sign(i, sgn, flat, nbm, cb, ori, width):
+def _ctx_sign(i, sgw, flat, cb, ori):
     """JPEG 2000's 5 sign contexts (and its sign prediction), one set per resolution class,
     luma / chroma and subband orientation -- how a coefficient's sign follows its horizontal and
     vertical neighbours' differs between the orientations (along an edge or across it) -- each
     split three ways by the diagonal neighbours' signs."""
-    f = flat[_u(i)]
-    m = nbm[_u(i)]
-    hs = _nb(sgn, f, m, 1, -1) + _nb(sgn, f, m, 2, 1)
-    vs = _nb(sgn, f, m, 4, -width) + _nb(sgn, f, m, 8, width)
-    hs = max(-1, min(1, hs)) + 1
-    vs = max(-1, min(1, vs)) + 1
+    w = np.int64(sgw[_u(flat[_u(i)])])
+    hv = np.int64(_SIGW_HV[_u((w & 15) | ((w >> 4) & 0xF0))])
+    xr = hv & 1
     # the diagonal neighbours' signs, summed and seen as the prediction sees them: agreeing
     # with the predicted sign, against it, or no opinion
-    ds = (_nb(sgn, f, m, 16, -width - 1) + _nb(sgn, f, m, 32, -width + 1)
-          + _nb(sgn, f, m, 64, width - 1) + _nb(sgn, f, m, 128, width + 1))
-    xr = _SIGN_XOR[_u(hs), _u(vs)]
+    ds = np.int64(_SIGW_DIAG[_u(((w >> 4) & 15) | ((w >> 8) & 0xF0))]) - 4
     if xr:
         ds = -ds
     ds = max(-1, min(1, ds)) + 1
-    return (C_SIGN + ((cb[_u(i)] * 4 + ori[_u(i)]) * 5 + _SIGN_CTX[_u(hs), _u(vs)]) * 3 + ds,
-            xr)
+    return C_SIGN + ((cb[_u(i)] * 4 + ori[_u(i)]) * 5 + (hv >> 1)) * 3 + ds, xr
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width):
-    f = flat[_u(i)]
-    m = nbm[_u(i)]
-    nbr = 0
-    if (_nb(sgn, f, m, 1, -1) != 0 or _nb(sgn, f, m, 2, 1) != 0 or _nb(sgn, f, m, 4, -width) != 0
-            or _nb(sgn, f, m, 8, width) != 0):
-        nbr = 1
+def _ctx_ref(i, p, sgw, sp, flat, cb):
+    nbr = 1 if sgw[_u(flat[_u(i)])] & 15 else 0   # a horizontal or vertical neighbour
     ri = min(p - sp[_u(i)], 2)
     return C_REF + ((cb[_u(i)] & 1) * 3 + ri) * 2 + nbr
 
@@ -496,12 +521,13 @@ N_CURSOR = 10
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bit(enc, st, buf, p1, p2, ctx, bit):
-    """Code one decision: encode ``bit`` or decode and return it."""
+def _bit(enc, st, buf, p1, p2, kind, ctx, bit):
+    """Code one decision of ``kind`` (``M_*``, known at each call site: ``_kind_of`` of ``ctx``)
+    in context ``ctx``: encode ``bit`` or decode and return it."""
     if enc:
-        _enc_bit(st, buf, p1, p2, ctx, bit)
+        _enc_bit(st, buf, p1, p2, kind, ctx, bit)
         return bit
-    return _dec_bit(st, buf, p1, p2, ctx)
+    return _dec_bit(st, buf, p1, p2, kind, ctx)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -536,12 +562,17 @@ def _next_phase(ph, pp, nplanes):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, groups):
+def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, groups, bend, brun):
     """The first entry from ``j`` (a 2x2 block start or a lone coefficient) in a 2x2 block that
     holds a significant coefficient, or a lone coefficient -- with ``groups``, also the start of
     an empty 2x2 block inside a 4x4 block that holds one: the P and R passes jump over empty
-    4x4 (and 2x2) blocks, which fine subbands are mostly made of, instead of walking them."""
+    channel subbands and empty 4x4 (and 2x2) blocks, which fine subbands are mostly made of,
+    instead of walking them."""
     while j < n:
+        e = bend[_u(j)]
+        if e > 0 and bsig[_u(brun[_u(j)])] == 0:
+            j = e
+            continue
         b = blk[_u(j)]
         if b >= 0 and bsig[_u(b)] == 0:
             j = blk_end[_u(j)]
@@ -577,14 +608,14 @@ def _make_code(enc):
     """The coder loop, compiled once per direction (``enc`` is a constant inside it, so numba
     drops the other direction's branches: one source, no fork, no runtime flag)."""
     @njit(cache=True, nogil=True, _nrt=False)
-    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
+    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, p1, p2,
               st, buf, exponent, nplanes, budget, lay, cx, width, pause):
         """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
         or decodes (bits read from ``buf``) until the stream ends, ``_stop``, or round ``pause``
         is about to start. The whole state lives in ``cur`` and the arrays, so the encoder
         resumes after the caller grows ``buf`` (or snapshots the state at a round's start)."""
         blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
-        nbm, pfl, cb, ori, qpos, bpos, bend, badj, qadj, bpar, qpar, bluma, qluma = cx
+        nbm, pfl, cb, ori, qpos, bpos, bend, badj, qadj, bpar, qpar, bluma, qluma, brun = cx
         gx = (blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma)
         n = approx.shape[0]
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
@@ -594,9 +625,11 @@ def _make_code(enc):
                 break       # round ``pause`` starts here (and only here)
             if ph != PH_S:  # P or R: only 2x2 blocks that hold a significant coefficient
                 grp = ph == PH_P
-                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, grp)
+                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, grp, bend,
+                                 brun)
                 while j < n and not _pass_codes(ph, j, pp, sig, sp, quad):
-                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig, grp)
+                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig, grp,
+                                     bend, brun)
                 if j >= n:
                     ph, pp = _next_phase(ph, pp, nplanes)
                     j = 0
@@ -613,7 +646,7 @@ def _make_code(enc):
                     e = quad_end[_u(j)]
                     near = False
                     for jj in range(j, e):
-                        near = near or _sig_neighbour(jj, sgn, flat, nbm, width)
+                        near = near or _sig_neighbour(jj, sgw, flat)
                     if not near:        # left to the scan pass
                         j = e
                         continue
@@ -621,8 +654,8 @@ def _make_code(enc):
                         vis[_u(jj)] = pp
                     if enc:
                         want = np.int64(qmax[_u(q)] >= t)
-                    if _bit(enc, st, buf, p1, p2,
-                            _ctx_group(1, j, pp, sgn, flat, nbm, pfl, cb, width,
+                    if _bit(enc, st, buf, p1, p2, M_G2,
+                            _ctx_group(1, j, pp, sgw, flat, pfl, cb,
                                        _block_state(j, blk, bsig, bpos), gx), want) == 0:
                         count += 1
                         j = e
@@ -636,18 +669,18 @@ def _make_code(enc):
                                 break
                             if enc:
                                 want = np.int64(mags[_u(jj)] >= t)
-                            significant = _bit(enc, st, buf, p1, p2,
-                                               _ctx_sig(jj, pp, sgn, flat, nbm, pfl, cb, ori,
-                                                        width, _block_state(jj, quad, qsig,
-                                                                            qpos)), want)
+                            significant = _bit(enc, st, buf, p1, p2, M_SIG,
+                                               _ctx_sig(jj, pp, sgw, flat, pfl, cb, ori,
+                                                        _block_state(jj, quad, qsig, qpos)), want)
                         if significant:
                             if _halt(enc, st, budget):
                                 halted = True
                                 break
-                            ctx, xr = _ctx_sign(jj, sgn, flat, nbm, cb, ori, width)
-                            neg = _bit(enc, st, buf, p1, p2, ctx,
+                            ctx, xr = _ctx_sign(jj, sgw, flat, cb, ori)
+                            neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
                                        (np.int64(enc and vals[_u(jj)] < 0)) ^ xr) ^ xr
-                            sgn[_u(flat[_u(jj)])] = -(pp + 1) if neg else pp + 1
+                            _mark(sgw, flat[_u(jj)], nbm[_u(jj)], neg, pp, width)
+                            bsig[_u(brun[_u(jj)])] += 1
                             sp[_u(jj)] = pp
                             _apply(NSN if neg else NSP, pp, jj, K_COEF, -1, -1, -1, t, n, sig,
                                    bsig, qsig, approx, blk, blk_end, quad, quad_end)
@@ -660,18 +693,19 @@ def _make_code(enc):
                     if enc:
                         want = np.int64(mags[_u(j)] >= t)
                     vis[_u(j)] = pp
-                    if _bit(enc, st, buf, p1, p2,
-                            _ctx_sig(j, pp, sgn, flat, nbm, pfl, cb, ori, width, Q_PASS),
+                    if _bit(enc, st, buf, p1, p2, M_SIG,
+                            _ctx_sig(j, pp, sgw, flat, pfl, cb, ori, Q_PASS),
                             want) == 0:
                         count += 1
                         j += 1
                         continue
                     if _halt(enc, st, budget):
                         break
-                    ctx, xr = _ctx_sign(j, sgn, flat, nbm, cb, ori, width)
-                    neg = _bit(enc, st, buf, p1, p2, ctx,
+                    ctx, xr = _ctx_sign(j, sgw, flat, cb, ori)
+                    neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
                                (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
-                    sgn[_u(flat[_u(j)])] = -(pp + 1) if neg else pp + 1
+                    _mark(sgw, flat[_u(j)], nbm[_u(j)], neg, pp, width)
+                    bsig[_u(brun[_u(j)])] += 1
                     sp[_u(j)] = pp
                     _apply(NSN if neg else NSP, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig,
                            approx, blk, blk_end, quad, quad_end)
@@ -682,8 +716,8 @@ def _make_code(enc):
                 t = _POW2[exponent - pp + 1 + _POW2_BIAS]
                 if enc:
                     want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
-                ctx = _ctx_ref(j, pp - 1, sgn, sp, flat, nbm, cb, width)
-                _refine(approx, j, NA0 + _bit(enc, st, buf, p1, p2, ctx, want), t)
+                ctx = _ctx_ref(j, pp - 1, sgw, sp, flat, cb)
+                _refine(approx, j, NA0 + _bit(enc, st, buf, p1, p2, M_REF, ctx, want), t)
                 count += 1
                 j += 1
                 continue
@@ -712,8 +746,8 @@ def _make_code(enc):
                     # tokens are implied (plane 0 is left alone: its last block may be forced)
                     b0 = blk[_u(i)]
                     b1 = blk[_u(bend[_u(i)] - 1)]
-                    if _band_empty(b0, b1, bsig):
-                        wake = _bit(enc, st, buf, p1, p2, C_BAND + cb[_u(i)],
+                    if bsig[_u(brun[_u(i)])] == 0:
+                        wake = _bit(enc, st, buf, p1, p2, M_BAND, C_BAND + cb[_u(i)],
                                     _band_wakes(b0, b1, bmax, t) if enc else 0)
                         if wake == 0:
                             count += b1 - b0 + 1
@@ -726,20 +760,20 @@ def _make_code(enc):
                 if skipped:
                     pass        # the subband's Group4x4 tokens, implied above
                 elif k == K_REF:
-                    tok = NA0 + _bit(enc, st, buf, p1, p2,
-                                     _ctx_ref(i, p, sgn, sp, flat, nbm, cb, width), want - NA0)
+                    tok = NA0 + _bit(enc, st, buf, p1, p2, M_REF,
+                                     _ctx_ref(i, p, sgw, sp, flat, cb), want - NA0)
                 else:
                     if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                        if _bit(enc, st, buf, p1, p2,
-                                _ctx_group(0, i, p, sgn, flat, nbm, pfl, cb, width, 0, gx),
+                        if _bit(enc, st, buf, p1, p2, M_G4,
+                                _ctx_group(0, i, p, sgw, flat, pfl, cb, 0, gx),
                                 np.int64(want != G4)) == 0:
                             tok = G4
                     if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end,
                                                           quad_end):
                         if _halt(enc, st, budget):
                             break
-                        if _bit(enc, st, buf, p1, p2,
-                                _ctx_group(1, i, p, sgn, flat, nbm, pfl, cb, width,
+                        if _bit(enc, st, buf, p1, p2, M_G2,
+                                _ctx_group(1, i, p, sgw, flat, pfl, cb,
                                            _block_state(i, blk, bsig, bpos), gx),
                                 np.int64(want != G2)) == 0:
                             tok = G2
@@ -748,8 +782,8 @@ def _make_code(enc):
                         if _legal(INS, i, k, fb, fq, root, blk_end, quad_end):
                             if _halt(enc, st, budget):
                                 break
-                            significant = _bit(enc, st, buf, p1, p2,
-                                               _ctx_sig(i, p, sgn, flat, nbm, pfl, cb, ori, width,
+                            significant = _bit(enc, st, buf, p1, p2, M_SIG,
+                                               _ctx_sig(i, p, sgw, flat, pfl, cb, ori,
                                                         _block_state(i, quad, qsig, qpos)),
                                                np.int64(want != INS))
                         if significant == 0:
@@ -757,10 +791,12 @@ def _make_code(enc):
                         else:
                             if _halt(enc, st, budget):
                                 break
-                            ctx, xr = _ctx_sign(i, sgn, flat, nbm, cb, ori, width)
-                            neg = _bit(enc, st, buf, p1, p2, ctx, np.int64(want == NSN) ^ xr) ^ xr
+                            ctx, xr = _ctx_sign(i, sgw, flat, cb, ori)
+                            neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
+                                       np.int64(want == NSN) ^ xr) ^ xr
                             tok = NSN if neg else NSP
-                            sgn[_u(flat[_u(i)])] = -(p + 1) if neg else p + 1
+                            _mark(sgw, flat[_u(i)], nbm[_u(i)], neg, p, width)
+                            bsig[_u(brun[_u(i)])] += 1
                             sp[_u(i)] = p
                 if not skipped:
                     count += 1
@@ -780,18 +816,26 @@ _encode_pass = _make_code(True)
 _decode_pass = _make_code(False)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _nrun(cx, nblk):
+    """How many channel subbands ``cx``'s ``brun`` counts (after the ``max(nblk, 1)`` blocks)."""
+    brun = cx[13]
+    n = brun.shape[0]
+    return brun[n - 1] + 1 - max(nblk, 1) if n > 0 else 0
+
+
 @njit(cache=True, nogil=True)
-def _start(approx, nplanes, nblk, nquad, total, prior):
-    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2), the
+def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
+    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2), the
     coefficients in ``approx`` (zeroed); the probabilities start from ``prior`` (N_CTX, 2): the
     probability of a 0 (of 2**16) and a count that sets how fast each context first adapts (as
     if it had seen that many decisions)."""
     n = approx.shape[0]
     sig = np.empty(n, np.uint8)
-    bsig = np.empty(max(nblk, 1), np.int32)
+    bsig = np.empty(max(nblk, 1) + nrun, np.int32)   # and the channel subbands' counts
     qsig = np.empty(max(nquad, 1), np.int32)
     _reset(sig, bsig, qsig, approx)
-    sgn = np.zeros(total, np.int8)  # sign of every significant coefficient, pyramid layout
+    sgw = np.zeros(total, np.int32)  # the significance words (see _mark), pyramid layout
     sp = np.zeros(n, np.int16)      # the plane it became significant in
     vis = np.full(n, -1, np.int16)  # the last plane whose P pass coded it
     p1 = np.empty(N_CTX + N_MIX, np.int64)   # fast estimates, then the mixer's state
@@ -803,7 +847,7 @@ def _start(approx, nplanes, nblk, nquad, total, prior):
     cur[_CFQ] = -1
     cur[_CROOT] = n
     cur[_CPH] = _ORDER[0] if nplanes > 0 else PH_DONE
-    return cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2
+    return cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2
 
 
 @njit(cache=True, nogil=True)
@@ -852,8 +896,8 @@ def _thin(mags, bmax, qmax, lay, channels, total, width, t, ratio):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2,
-             s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2):
+def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2,
+             s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1, s_p2):
     """Copy a coder state (the last eleven arrays) into another (the first eleven): a snapshot
     taken or restored."""
     cur[:] = s_cur
@@ -862,7 +906,7 @@ def _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2,
     sig[:] = s_sig
     bsig[:] = s_bsig
     qsig[:] = s_qsig
-    sgn[:] = s_sgn
+    sgw[:] = s_sgw
     sp[:] = s_sp
     vis[:] = s_vis
     p1[:] = s_p1
@@ -894,8 +938,9 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(np.empty(n, np.float64), nplanes,
-                                                                nblk, nquad, total, prior)
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2 = _start(np.empty(n, np.float64), nplanes,
+                                                                nblk, nquad, _nrun(cx, nblk),
+                                                                total, prior)
     mags = np.abs(vals)
     bmax = np.zeros(max(nblk, 1), np.float64)
     qmax = np.zeros(max(nquad, 1), np.float64)
@@ -909,14 +954,14 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     snap_round = -1
     s_cur, s_st = cur.copy(), st.copy()
     s_approx, s_sig, s_bsig, s_qsig = approx[:0], sig[:0], bsig[:0], qsig[:0]
-    s_sgn, s_sp, s_vis, s_p1, s_p2 = sgn[:0], sp[:0], vis[:0], p1[:0], p2[:0]
+    s_sgw, s_sp, s_vis, s_p1, s_p2 = sgw[:0], sp[:0], vis[:0], p1[:0], p2[:0]
     pause = 1 if thin > 0 else -1
     last = 0                    # bytes written when the previous round started
     thinned = False
     spec = -1                   # the round being coded thinned on a guess
     lone = np.empty(0, np.int64)
     while True:
-        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgn, sp, vis, p1, p2,
+        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, p1, p2,
                      st, out, exponent, nplanes, budget, lay, cx, width, pause)
         if (pause > 0 and cur[_CPH] == _ORDER[0] and cur[_CPP] == pause and cur[_CJ] == 0
                 and st[4] < budget):
@@ -929,19 +974,19 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 thinned = False
                 spec = -1
                 pause = snap_round + 1
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
-                         s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2, s_cur, s_st,
+                         s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1, s_p2)
                 continue
             # round ``pause`` starts: keep its state if the cut may fall in it
             if budget - st[4] <= lookahead * (st[4] - last):
                 if snap_round < 0:
                     s_approx, s_sig, s_bsig, s_qsig = (np.empty_like(approx), np.empty_like(sig),
                                                        np.empty_like(bsig), np.empty_like(qsig))
-                    s_sgn, s_sp, s_vis = np.empty_like(sgn), np.empty_like(sp), np.empty_like(vis)
+                    s_sgw, s_sp, s_vis = np.empty_like(sgw), np.empty_like(sp), np.empty_like(vis)
                     s_p1, s_p2 = np.empty_like(p1), np.empty_like(p2)
                 snap_round = pause
-                _copy_state(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1,
-                         s_p2, cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2)
+                _copy_state(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1,
+                         s_p2, cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2)
                 # the cut likely falls in this round: code it thinned at once (undone above
                 # if the round ends within the budget)
                 if budget - st[4] <= guess * (st[4] - last) and pause < nplanes - 1:
@@ -966,11 +1011,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
             if lone.shape[0] == 0:
                 break
             if snap_round == r:
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2, s_cur, s_st,
-                         s_approx, s_sig, s_bsig, s_qsig, s_sgn, s_sp, s_vis, s_p1, s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2, s_cur, s_st,
+                         s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1, s_p2)
             else:                   # no snapshot of that round: from the start
-                cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(
-                    np.empty(n, np.float64), nplanes, nblk, nquad, total, prior)
+                cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2 = _start(
+                    np.empty(n, np.float64), nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
                 cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
                 st[:] = 0
                 st[1] = 0xFFFFFFFF
@@ -995,8 +1040,8 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     nplanes = max(exponent - final_exponent + 1, 0)
     # decoded straight into approx_out (a copy of 9 MB for a Kodak image otherwise)
-    cur, approx, sig, bsig, qsig, sgn, sp, vis, p1, p2 = _start(approx_out, nplanes, nblk, nquad,
-                                                                total, prior)
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2 = _start(approx_out, nplanes, nblk, nquad,
+                                                                _nrun(cx, nblk), total, prior)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
     st[1] = 0xFFFFFFFF
@@ -1007,7 +1052,7 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
         st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
         st[2] += 1
     dummy = np.empty(0, np.float64)
-    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgn, sp, vis, p1, p2,
+    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgw, sp, vis, p1, p2,
                  st, data, exponent, nplanes, 0, lay, cx, width, -1)
     return cur[_CN], cur[_CPH] == PH_DONE
 
@@ -1102,6 +1147,10 @@ def _pixels(approx, flat, norms, lossless, complete, c, h, w, levels, parts, out
             out[y, x, 2] = min(255.0, max(0.0, np.rint(rgb2 + 128.0)))
 
 
+_CX_DTYPES = (np.uint8, np.int32, np.uint8, np.uint8, np.uint8, np.uint8, np.int32, np.int32,
+              np.int32, np.int32, np.int32, np.int32, np.int32, np.int32)
+
+
 def context_tables(lay, bands, levels, channels, blocks=True):
     """The per-entry context tables (see above) of a layout; without ``blocks``, only
     ``(nbm, pfl, cb, ori)`` (what the tokenizer's context features need)."""
@@ -1152,12 +1201,15 @@ def context_tables(lay, bands, levels, channels, blocks=True):
     # each channel's subband is a contiguous run of the scan (subband, then channel); one made
     # of 4x4 blocks numbers them consecutively, so a run of block ids covers it
     bend = np.zeros(lay.size, np.int64)
+    brun = np.zeros(lay.size, np.int64)
     if lay.size:
         key = lay.sb.astype(np.int64) * max(channels, 1) + lay.ch
-        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        change = np.r_[True, key[1:] != key[:-1]]
+        first = np.flatnonzero(change)
         end = np.r_[first[1:], lay.size]
         tiled = lay.blk[first] >= 0
         bend[first[tiled]] = end[tiled]
+        brun = max(lay.n_blocks, 1) + np.cumsum(change) - 1
     # 4x4 (2x2) blocks: the 4 blocks left, right, above, below in the same subband (-1 none),
     # and the 2x2 block holding the parent of the block's first coefficient (-1 none): for a
     # 4x4 block, exactly the parents of its 16 coefficients
@@ -1188,5 +1240,7 @@ def context_tables(lay, bands, levels, channels, blocks=True):
         # chroma: the luma block at the same place (coded before it in the same plane)
         chroma = lay.ch[e] > 0
         lum[k[chroma]] = ids[inv[base[chroma] % plane]]
-    return (nbm, pfl.astype(np.int64), cb, ori, qpos.astype(np.int64), bpos.astype(np.int64),
-            bend, badj, qadj, bpar, qpar, bluma, qluma)
+    tables = (nbm, pfl, cb, ori, qpos, bpos, bend, badj, qadj, bpar, qpar, bluma, qluma, brun)
+    # stored narrow: a Kodak image's tables take 32 MB instead of 73, and the decoder reads
+    # fewer cache lines per decision (~8 % faster, bit-identical)
+    return tuple(np.ascontiguousarray(t, dt) for t, dt in zip(tables, _CX_DTYPES))
