@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python benchmarks/codec_rd.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_gap.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_encode_speed.py --data-dir $(DATA)
+	$(BIN)/python benchmarks/codec_decode_speed.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/language_ceiling.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/sampling_speed.py --checkpoint checkpoints/mnist-tiny
 	$(BIN)/python benchmarks/train_speed.py --data-dir $(DATA) --budget 300
