@@ -25,20 +25,11 @@ sys.path.insert(0, str(ROOT))
 from wavecode import _codec, codec, compress, decompress  # noqa: E402
 from wavecode.imageio import read_image  # noqa: E402
 
-from _common import save_plot, write_json  # noqa: E402
+from _common import best_of, save_plot, write_json  # noqa: E402
 from codec_rd import j2k_enc, pil_dec  # noqa: E402
 
 RATES = (0.125, 0.25, 0.5, 1.0)
 PARTS = ("scan", "pixels", "decompress", "OpenJPEG decode")
-
-
-def best_of(fn, repeats: int):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return out, best
 
 
 def decode_parts(data: bytes, repeats: int):

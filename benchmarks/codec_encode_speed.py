@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from wavecode import _codec, codec, compress  # noqa: E402
 from wavecode.imageio import read_image  # noqa: E402
 
-from _common import save_plot, write_json  # noqa: E402
+from _common import best_of, save_plot, write_json  # noqa: E402
 
 RATES = (0.125, 0.25, 0.5, 1.0)
 #: variant -> (thin, lookahead, guess) of ``_codec._codec_encode``
@@ -41,15 +41,6 @@ VARIANTS = {"one pass": (0.0, 8, 0.0),
             "thinning, guess + snapshot": (codec.RDO_THIN, 8, codec.RDO_GUESS),
             "thinning, snapshot": (codec.RDO_THIN, 8, 0.0),
             "thinning, from scratch": (codec.RDO_THIN, 0, 0.0)}
-
-
-def best_of(fn, repeats: int):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return out, best
 
 
 def main(argv=None) -> int:
