@@ -142,6 +142,10 @@ def test_baseline_errors_are_one_line(tmp_path, data_dir, bandvq_dir, capsys):
           str(tmp_path / "d")] + common, "not a tokenizer folder"),
         (["train", "--steps", "0", "--out", str(tmp_path / "e"), "--dataset", "mnist",
           "--data-dir", str(data_dir), "--quiet"], "--time-budget"),
+        (["train-tokenizer", "--kind", "pixel", "--palette", "0", "--out", str(tmp_path / "g"),
+          "--data-dir", str(data_dir)], "palette must be >= 1"),
+        (["train-tokenizer", "--lr", "0", "--out", str(tmp_path / "h"),
+          "--data-dir", str(data_dir)], "lr must be a finite number > 0"),
     ]
     bad = tmp_path / "corrupt"
     bad.mkdir()

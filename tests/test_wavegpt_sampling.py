@@ -129,6 +129,34 @@ def test_sampled_streams_are_legal_with_every_option(data):
         sample(model, [11], exponents=[0])
 
 
+def test_temperature_zero_takes_the_most_likely_legal_token(data):
+    tok, _, _ = data
+    model = tiny(tok)
+    a, _ = sample(model, [1, 2], exponents=[0, 0], seed=1, temperature=0.0, max_tokens=40)
+    b, _ = sample(model, [1, 2], exponents=[0, 0], seed=2, temperature=0.0, max_tokens=40)
+    assert np.array_equal(a.tokens, b.tokens)       # no draw left to the seed
+    # each token is the argmax of the legal logits after the stream so far
+    one = tok.with_slots(a.subset([0]))
+    inputs = batch_streams(one, np.array([1]), model.config)
+    inputs.pop("labels")
+    logits = model(**inputs).logits[0]             # (T, 7): position t predicts token t
+    legal = tok.legal_bits(one)
+    mask = torch.tensor([[(int(m) >> v) & 1 for v in range(7)] for m in legal], dtype=torch.bool)
+    best = logits.masked_fill(~mask, float("-inf")).argmax(-1)
+    assert np.array_equal(best.numpy(), a.stream(0))
+
+
+@pytest.mark.parametrize("kw,match", [(dict(top_k=-1), "top-k"), (dict(top_p=0.0), "top-p"),
+                                      (dict(top_p=1.5), "top-p"),
+                                      (dict(temperature=float("nan")), "temperature"),
+                                      (dict(temperature=-1.0), "temperature"),
+                                      (dict(cfg=-0.5), "cfg"), (dict(max_tokens=0), "max-tokens")])
+def test_sampling_settings_out_of_range_are_refused(data, kw, match):
+    tok, _, _ = data
+    with pytest.raises(ValueError, match=match):
+        sample(tiny(tok), [1], exponents=[0], **kw)
+
+
 @pytest.mark.parametrize("context", [False, True])
 def test_hf_generate_with_the_grammar_draws_the_same_streams(data, context):
     tok, _, _ = data

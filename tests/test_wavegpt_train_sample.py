@@ -113,6 +113,21 @@ def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
                  "--quiet"]) == 2
 
 
+@pytest.mark.parametrize("args,match", [(["--preset", "huge"], "unknown preset"),
+                                        (["--batch-size", "0"], "batch-size must be >= 1"),
+                                        (["--lr", "nan"], "lr must be a finite number > 0"),
+                                        (["--ckpt-every", "0"], "ckpt-every must be >= 1"),
+                                        (["--null-class-prob", "1"], "null-class-prob must be in"),
+                                        (["--time-budget", "-5"], "time-budget must be > 0")])
+def test_bad_train_settings_fail_before_any_work(tmp_path, idx_dir, capsys, args, match):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["train", "--data-dir", str(idx_dir), "--out", str(out), "--cache-dir",
+                 str(cache), "--quiet"] + args) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+    assert not out.exists() and not cache.exists()     # nothing tokenized, nothing written
+
+
 def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path, idx_dir):
     """torchrun, 2 CPU processes: each takes half of every batch; the result equals a single
     process on the same batches (the loss is normalised by the whole batch's tokens)."""

@@ -232,7 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int,
                    help="optimizer steps (0: until --time-budget, the schedule following time)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
+    p.add_argument("--warmup", type=int, help="linear warm-up steps (default 50)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.05)")
+    p.add_argument("--grad-clip", type=float, help="gradient norm clip (default 1.0)")
+    p.add_argument("--null-class-prob", type=float,
+                   help="share of the null class in training, for guidance (default 0.1)")
     p.add_argument("--final-exponent", type=int, help="language: last bit-plane 2**E")
     p.add_argument("--max-tokens", type=int, help="language: token budget per image")
     p.add_argument("--limit", type=int, help="use only the first N training images")

@@ -165,11 +165,15 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
     from .data import codes_cached, load_images, tokenize_cached
     from .device import resolve_device
     from .modeling_wavegpt import WaveGPTForCausalLM
-    from .sample import sample
+    from .sample import _check_sampling, sample
     from .tokenizers import tokenizer_from_meta
     from .train import evaluate_bits
     from .train_tokenizer import psnr
 
+    _check_sampling(top_k, top_p, temperature, cfg, None, 0)
+    for name, v in (("n", n_per_class), ("test-images", test_images), ("batch-size", batch_size)):
+        if not v >= 1:
+            raise ValueError(f"{name} must be >= 1, not {v}")
     run = Path(run_dir)
     if not (run / "model" / "config.json").exists():
         raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")

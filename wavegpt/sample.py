@@ -11,6 +11,7 @@ so the coarse image stays and the details change.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,23 @@ def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots, next_
     return ids, own, nxt, ctx, valid
 
 
+def _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames) -> None:
+    """One clear error for a setting out of range (NaN included), before any work."""
+    if top_k is not None and not top_k >= 0:
+        raise ValueError(f"top-k must be >= 0 (0: off), not {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top-p must be in (0, 1], not {top_p}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0: the most likely "
+                         f"legal token), not {temperature}")
+    if not (math.isfinite(cfg) and cfg >= 0):
+        raise ValueError(f"cfg must be a finite number >= 0 (1: no guidance), not {cfg}")
+    if max_tokens is not None and not max_tokens >= 1:
+        raise ValueError(f"max-tokens must be >= 1, not {max_tokens}")
+    if not frames >= 0:
+        raise ValueError(f"frames must be >= 0, not {frames}")
+
+
 @torch.no_grad()
 def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = None,
            top_p: float | None = None, temperature: float = 1.0, cfg: float = 1.0,
@@ -131,6 +149,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     """
     from tqdm import tqdm
 
+    _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames)
     model.eval()
     config = model.config
     classes = np.asarray(classes, np.int64).reshape(-1)

@@ -18,6 +18,7 @@ import torch
 
 from wavecode import WaveletTokenizer
 
+from ._checks import check_settings
 from ._io import atomic_dir_write
 from .batching import batch_codes, batch_streams, legal_masks
 from .configuration_wavegpt import WaveGPTConfig
@@ -81,6 +82,26 @@ class TrainConfig:
     palette: int = 16                 # pixel, without a tokenizer folder: k-means palette size
     device: str = "auto"              # auto (CUDA when there is one) | cpu | cuda | cuda:N
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+
+    def __post_init__(self):
+        # fail on a bad setting now, not after tokenizing a data set
+        if self.dataset not in LANGUAGE:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {sorted(LANGUAGE)}")
+        if self.preset not in MODEL_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from "
+                             f"{sorted(MODEL_PRESETS)}")
+        if self.tokens not in KINDS:
+            raise ValueError(f"unknown tokens {self.tokens!r}; choose from {sorted(KINDS)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+        check_settings(self, positive=("batch_size", "ckpt_every", "palette"),
+                       non_negative=("steps", "warmup", "bucket", "eval_images",
+                                     "sample_every"),
+                       positive_float=("lr", "grad_clip"), non_negative_float=("weight_decay",),
+                       optional_positive=("limit", "max_tokens", "image_size", "time_budget"))
+        if not 0.0 <= self.null_class_prob < 1.0:
+            raise ValueError(f"null-class-prob must be in [0, 1), not {self.null_class_prob}")
+
 
 
 def _bucketed(perm: np.ndarray, lengths: np.ndarray, batch_size: int, bucket: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import check_settings
 from .data import load_images
 from .device import resolve_device
 from .tokenizers import BandVQTokenizer, PixelTokenizer
@@ -48,6 +49,18 @@ class TokenizerTrainConfig:
     lr: float = 2e-3
     time_budget: float | None = None
     device: str = "auto"              # auto (CUDA when there is one) | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        if self.kind not in ("bandvq", "pixel"):
+            raise ValueError(f"kind must be bandvq or pixel (the wavelet language needs no "
+                             f"training), not {self.kind!r}")
+        if self.quantizer not in ("ema", "st"):
+            raise ValueError(f"quantizer must be ema or st, not {self.quantizer!r}")
+        check_settings(self, positive=("palette", "codebook_size", "code_dim", "hidden",
+                                       "downsample", "batch_size"),
+                       non_negative=("steps", "eval_images"), positive_float=("lr",),
+                       non_negative_float=("commitment",),
+                       optional_positive=("limit", "image_size", "time_budget"))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -133,9 +146,6 @@ def _fit_bandvq(cfg: TokenizerTrainConfig, images: np.ndarray, progress: bool):
 
 def train_tokenizer(cfg: TokenizerTrainConfig, progress: bool = True) -> dict:
     """Fit / train the tokenizer, save it to ``cfg.out`` (atomically), return its metrics."""
-    if cfg.kind not in ("bandvq", "pixel"):
-        raise ValueError(f"kind must be bandvq or pixel (the wavelet language needs no "
-                         f"training), not {cfg.kind!r}")
     size = (cfg.image_size or 32) if cfg.dataset == "ffhq" else None
     images, _ = load_images(cfg.dataset, "train", cfg.data_dir, size)
     images = images[:cfg.limit]
