@@ -118,8 +118,24 @@ def test_bad_images_and_arguments():
         compress(np.zeros((4, 4, 2), np.uint8), bpp=1)
     with pytest.raises(ValueError, match="at most one"):
         compress(np.zeros((4, 4), np.uint8), bpp=1, psnr=30)
-    with pytest.raises(ValueError, match="bpp must be > 0"):
-        compress(np.zeros((4, 4), np.uint8), bpp=0)
+    img = np.zeros((4, 4), np.uint8)
+    for kw, message in [(dict(bpp=0), "bpp must be a finite number > 0"),
+                        (dict(bpp=float("inf")), "bpp must be"),
+                        (dict(psnr=float("nan")), "psnr must be a finite number > 0"),
+                        (dict(psnr=-3), "psnr must be"),
+                        (dict(max_bytes=5), r"max_bytes must be an integer >= \d+ \(the header"),
+                        (dict(max_bytes=40.5), "max_bytes must be an integer")]:
+        with pytest.raises(ValueError, match=message):
+            compress(img, **kw)
+    data = compress(img, bpp=4)
+    assert np.array_equal(decompress(bytearray(data)), decompress(data))
+    assert np.array_equal(decompress(np.frombuffer(data, np.uint8)), decompress(data))
+    for bad in (-1, float("nan"), True):
+        with pytest.raises(ValueError, match="max_bytes must be an integer >= 0"):
+            decompress(data, max_bytes=bad)
+    for bad in (data.decode("latin-1"), None):
+        with pytest.raises(TypeError, match="a .wvc file is bytes"):
+            decompress(bad)
 
 
 def test_cli_encode_decode_info(tmp_path, capsys):

@@ -29,6 +29,8 @@ File format (little-endian)::
 """
 from __future__ import annotations
 
+import math
+import numbers
 import struct
 import zlib
 from functools import lru_cache
@@ -249,12 +251,14 @@ def compress(image, *, bpp: float | None = None, psnr: float | None = None,
     h, w = a.shape[:2]
     limit = np.iinfo(np.int64).max // 2
     if bpp is not None:
-        if not bpp > 0:
-            raise ValueError(f"bpp must be > 0, not {bpp}")
+        if not (isinstance(bpp, numbers.Real) and math.isfinite(bpp) and bpp > 0):
+            raise ValueError(f"bpp must be a finite number > 0, not {bpp!r}")
         limit = int(bpp * h * w / 8)
+    if psnr is not None and not (isinstance(psnr, numbers.Real) and math.isfinite(psnr)
+                                 and psnr > 0):
+        raise ValueError(f"psnr must be a finite number > 0 (dB), not {psnr!r}")
     if max_bytes is not None:
-        if max_bytes < HEADER_SIZE:
-            raise ValueError(f"max_bytes must be at least the header size {HEADER_SIZE}")
+        _check_count("max_bytes", max_bytes, HEADER_SIZE, " (the header size)")
         limit = min(limit, int(max_bytes))
     limit = max(limit, HEADER_SIZE)
     data = _encode(a, lossless, limit - HEADER_SIZE, rdo)[:limit]
@@ -281,9 +285,25 @@ def _shortest_prefix_reaching(data: bytes, a: np.ndarray, target: float) -> int:
     return lo
 
 
+def _check_count(name: str, v, lo: int, why: str = "") -> None:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}{why}, not {v!r}")
+
+
+def _as_bytes(data) -> bytes:
+    """``data`` as bytes: bytes, bytearray, memoryview or a uint8 array (not text)."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, np.ndarray) and data.dtype == np.uint8:
+        return data.tobytes()
+    raise TypeError(f"a .wvc file is bytes, not {type(data).__name__}")
+
+
 def info(data: bytes) -> dict:
     """The header of a ``.wvc`` byte string as a dict (``ValueError`` if it is not one)."""
-    b = bytes(data)
+    b = _as_bytes(data)
     if len(b) < 3 or b[:3] != MAGIC:
         raise ValueError("not a .wvc file (bad magic)")
     if len(b) < HEADER_SIZE:
@@ -312,10 +332,9 @@ def decompress(data, *, max_bytes: int | None = None, return_complete: bool = Fa
     A cut stream decodes to the coarser image its bytes determine. With ``return_complete``,
     also returns whether the whole stream was present.
     """
-    b = bytes(data) if not isinstance(data, bytes) else data
+    b = _as_bytes(data)
     if max_bytes is not None:
-        if max_bytes < 0:
-            raise ValueError("max_bytes must be >= 0")
+        _check_count("max_bytes", max_bytes, 0)
         b = b[:max_bytes]
     hdr = info(b)
     h, w, c, levels = hdr["height"], hdr["width"], hdr["channels"], hdr["levels"]
