@@ -201,11 +201,61 @@ def test_image_folder_loader_splits_resizes_and_rejects_bad_files(face_dir, tmp_
     (bad / "x.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot read"):
         load_images("ffhq", "train", bad, 16)
-    with pytest.raises(ValueError, match="no such image folder"):
+    with pytest.raises(ValueError, match="no such data folder"):
         load_images("ffhq", "train", tmp_path / "missing", 16)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         load_images("ffhq", "test", tmp_path / "empty", 16)
+
+
+def _parquet_copy(folder, name, images, labels=None):
+    """A data set laid out as on the hub (``{split}-00000-of-00001.parquet``), written by
+    ``datasets`` itself: images as PNG bytes, labels as a ClassLabel."""
+    from datasets import ClassLabel, Dataset, Features, Image as HFImage
+    from PIL import Image
+    features = {"image": HFImage()}
+    columns = {"image": [Image.fromarray(a) for a in images]}
+    if labels is not None:
+        features["label"] = ClassLabel(names=[str(i) for i in range(10)])
+        columns["label"] = [int(v) for v in labels]
+    folder.mkdir(parents=True, exist_ok=True)
+    Dataset.from_dict(columns, features=Features(features)).to_parquet(folder / name)
+
+
+def test_a_local_copy_of_the_hub_data_loads_like_the_idx_files(tmp_path, idx_dir, face_dir,
+                                                                monkeypatch):
+    pytest.importorskip("datasets")
+    from wavegpt import data
+    images, labels = load_sample_digits()
+    copy = tmp_path / "hub-mnist"           # as ylecun/mnist: mnist/{train,test}-*.parquet
+    _parquet_copy(copy / "mnist", "train-00000-of-00001.parquet", images[:15], labels[:15])
+    _parquet_copy(copy / "mnist", "test-00000-of-00001.parquet", images[15:], labels[15:])
+    x, y = data.load_images("mnist", "train", copy)
+    assert x.dtype == np.uint8 and np.array_equal(x, images[:15])
+    assert y.dtype == np.int64 and np.array_equal(y, labels[:15])
+    # the hub path itself, pointed at the copy: load_dataset resolves a folder as a repo
+    monkeypatch.setitem(data.HUB_NAMES, "mnist", str(copy))
+    x, y = data.load_images("mnist", "test")
+    assert np.array_equal(x, images[15:]) and np.array_equal(y, labels[15:])
+    monkeypatch.setitem(data.HUB_NAMES, "mnist", str(tmp_path / "no-such-repo"))
+    with pytest.raises(ValueError, match="cannot load .* from the HuggingFace hub"):
+        data.load_images("mnist", "test")
+    # FFHQ as merkol/ffhq-256: one train split of unlabelled RGB images, cut as a folder is
+    from PIL import Image
+    files = sorted(face_dir.iterdir())
+    rgb = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    _parquet_copy(tmp_path / "hub-ffhq" / "data", "train-00000-of-00001.parquet", rgb)
+    for split in ("train", "test"):
+        a, ya = data.load_images("ffhq", split, tmp_path / "hub-ffhq", 16)
+        b, _ = data.load_images("ffhq", split, face_dir, 16)
+        assert np.array_equal(a, b) and (ya == 0).all()
+    bad = tmp_path / "bad" / "mnist"
+    bad.mkdir(parents=True)
+    (bad / "train-00000-of-00001.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="cannot read the parquet files"):
+        data.load_images("mnist", "train", bad.parent)
+    with pytest.raises(ValueError, match="no test-\\*.parquet file"):
+        data.load_images("mnist", "test", bad.parent)
 
 
 def test_ffhq_from_an_image_folder_trains_samples_and_evaluates(face_dir, tmp_path, capsys):

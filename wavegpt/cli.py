@@ -10,6 +10,10 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+DATA_DIR_HELP = ("folder with the IDX files, a local copy of the hub data set (its parquet "
+                 "files) or, for ffhq, images (else the HuggingFace hub)")
+
+
 def _cmd_train(args) -> int:
     from .train import TrainConfig, train
 
@@ -193,8 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("bandvq", "pixel"), default="bandvq")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist", "ffhq"), default="mnist")
     p.add_argument("--out", required=True, help="tokenizer folder to write")
-    p.add_argument("--data-dir", help="folder with the IDX files, or of images for ffhq "
-                                      "(else the HuggingFace hub)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--image-size", type=int, help="ffhq: side in pixels (default 32)")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--palette", type=int, help="pixel: colours (256 on grey = raw 8-bit)")
@@ -226,8 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--palette", type=int,
                    help="pixel without --tokenizer: k-means palette size (default 16)")
     p.add_argument("--out", default="runs/mnist-tiny")
-    p.add_argument("--data-dir", help="folder with the IDX files, or of images for ffhq "
-                                      "(else the HuggingFace hub)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--cache-dir")
     p.add_argument("--steps", type=int,
                    help="optimizer steps (0: until --time-budget, the schedule following time)")
@@ -291,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="run folder")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist", "ffhq"),
                    help="default: the run's training set")
-    p.add_argument("--data-dir", help="folder with the IDX files (else the HuggingFace hub)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--cache-dir", default=".cache/wavegpt")
     p.add_argument("--n", type=int, default=100, help="samples per class")
     p.add_argument("--test-images", type=int, default=1000)

@@ -1,7 +1,9 @@
 """Datasets as wavelet-language streams, tokenized once into an on-disk cache.
 
-MNIST and Fashion-MNIST come from a folder of the standard IDX files (``--data-dir``) or, online,
-from the HuggingFace hub (``ylecun/mnist``, ``zalando-datasets/fashion_mnist``). The cache is a
+MNIST and Fashion-MNIST come from a folder of the standard IDX files or of a local copy of the hub
+data set's parquet files (``--data-dir``) or, online, from the HuggingFace hub (``ylecun/mnist``,
+``zalando-datasets/fashion_mnist``); FFHQ from an image folder, such a copy or the hub
+(``merkol/ffhq-256``). The cache is a
 folder of ``.npy`` arrays (memory-mapped on load) keyed by a hash of the tokenizer settings and
 the source, written atomically.
 """
@@ -73,9 +75,79 @@ def load_image_folder(folder, split: str, size: int | None = None):
     return np.stack(out), np.zeros(len(out), np.int64)
 
 
+def _pixel_batch(batch, size, rgb):
+    # datasets.map worker: decoded images as raw bytes plus shapes (arrow stores bytes compactly)
+    ims = [_resized(im, size) if rgb else np.asarray(im.convert("L"), np.uint8)
+           for im in batch["image"]]
+    return {"pixels": [a.tobytes() for a in ims], "shape": [list(a.shape) for a in ims]}
+
+
+def _hf_arrays(ds, rgb: bool, size: int | None, where: str):
+    """uint8 images and int64 labels (zeros without a label column) of a HuggingFace image
+    data set, decoded (and resized) in batches by ``datasets.map`` over the CPU cores."""
+    if "image" not in ds.column_names:
+        raise ValueError(f"{where}: no 'image' column (columns: {ds.column_names})")
+    labels = (np.asarray(ds["label"], np.int64) if "label" in ds.column_names
+              else np.zeros(len(ds), np.int64))
+    if len(ds) == 0:
+        raise ValueError(f"{where}: no images")
+    procs = min(os.cpu_count() or 1, len(ds) // 5000) or None   # worker start-up costs ~1 s
+    out = ds.map(_pixel_batch, batched=True, batch_size=1000, num_proc=procs,
+                 fn_kwargs={"size": size, "rgb": rgb}, remove_columns=ds.column_names,
+                 desc="decoding images")
+    shapes = {tuple(x) for x in out["shape"]}
+    if len(shapes) > 1:
+        raise ValueError(f"{where}: images of different sizes {sorted(shapes)}; give a size")
+    images = np.frombuffer(b"".join(out["pixels"]), np.uint8).reshape(len(out), *shapes.pop())
+    return images, labels
+
+
+def _local_hub_copy(folder: Path, dataset: str, split: str, size: int | None):
+    """A local copy of the hub data set (its ``{split}-*.parquet`` files, e.g. a ``git clone``
+    of the dataset repo), loaded offline; None when the folder holds no parquet files."""
+    files = sorted(folder.rglob("*.parquet"))
+    if not files:
+        return None
+    want = "train" if dataset == "ffhq" else split     # FFHQ: one split, cut as the hub's
+    files = [f for f in files if f.name.startswith(f"{want}-") or f.parent.name == want]
+    if not files:
+        raise ValueError(f"{folder}: no {want}-*.parquet file")
+    load_dataset = _datasets_load()
+    try:
+        ds = load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    except Exception as exc:        # arrow raises many kinds on a bad file
+        raise ValueError(f"{folder}: cannot read the parquet files ({exc})") from None
+    if dataset == "ffhq":
+        ds = ds.select(range(len(ds))[_split_of(len(ds), split)])
+    return _hf_arrays(ds, dataset == "ffhq", size, str(folder))
+
+
+def _datasets_load():
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise ValueError("parquet files and the hub need the 'datasets' package "
+                         "(pip install datasets)") from None
+    return load_dataset
+
+
+def _from_hub(name: str, split: str):
+    load_dataset = _datasets_load()
+    try:
+        return load_dataset(name, split=split)
+    except Exception as exc:        # no network, no such repo, ...: one line, not a traceback
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"cannot load {name} from the HuggingFace hub ({msg}); give --data-dir "
+                         f"with the IDX files or a copy of the data set") from None
+
+
 def load_images(dataset: str, split: str, data_dir=None, image_size: int | None = None):
-    """uint8 images and int64 labels of a split: MNIST / Fashion-MNIST (N, 28, 28) from IDX files
-    or the hub; FFHQ (N, S, S, 3) from an image folder or the hub, resized to ``image_size``."""
+    """uint8 images and int64 labels of a split: MNIST / Fashion-MNIST (N, 28, 28), FFHQ
+    (N, S, S, 3) resized to ``image_size``.
+
+    ``data_dir`` (or its ``dataset`` subfolder) holds the IDX files, a local copy of the hub
+    data set (its parquet files) or, for FFHQ, a folder of images; without it the data come
+    from the HuggingFace hub (``HUB_NAMES``)."""
     if dataset not in HUB_NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(HUB_NAMES)}")
     if split not in ("train", "test"):
@@ -84,25 +156,24 @@ def load_images(dataset: str, split: str, data_dir=None, image_size: int | None 
         folder = Path(data_dir)
         if (folder / dataset).is_dir():
             folder = folder / dataset
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: no such data folder")
+        stem = "train" if split == "train" else "t10k"
+        if dataset != "ffhq" and not any(folder.glob(f"{stem}-images-idx3*")):
+            hub = _local_hub_copy(folder, dataset, split, None)
+            if hub is not None:
+                return hub
         if dataset == "ffhq":
-            return load_image_folder(folder, split, image_size)
+            hub = _local_hub_copy(folder, dataset, split, image_size)
+            return hub if hub is not None else load_image_folder(folder, split, image_size)
         images, labels = load_idx_split(folder, split)
         return images, labels.astype(np.int64)
-    try:
-        from datasets import load_dataset
-    except ImportError:
-        raise ValueError("no --data-dir given and the 'datasets' package is not installed") from None
+    name = HUB_NAMES[dataset]
     if dataset == "ffhq":
-        ds = load_dataset(HUB_NAMES[dataset], split="train")
-        idx = range(len(ds))[_split_of(len(ds), split)]
-        ds = ds.select(idx).map(
-            lambda b: {"pixels": [_resized(im, image_size) for im in b["image"]]},
-            batched=True, num_proc=os.cpu_count(), remove_columns=ds.column_names)
-        images = np.asarray(ds.with_format("numpy")["pixels"], np.uint8)
-        return images, np.zeros(len(images), np.int64)
-    ds = load_dataset(HUB_NAMES[dataset], split=split)
-    images = np.stack([np.asarray(im, np.uint8) for im in ds["image"]])
-    return images, np.asarray(ds["label"], np.int64)
+        ds = _from_hub(name, "train")
+        ds = ds.select(range(len(ds))[_split_of(len(ds), split)])
+        return _hf_arrays(ds, True, image_size, name)
+    return _hf_arrays(_from_hub(name, split), False, None, name)
 
 
 @dataclass
