@@ -56,23 +56,49 @@ def _exp_weights(s, bits, valid_row, t):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
 def _scores(q, keys, t, scale, s):  # pragma: no cover - compiled
-    """``s[u] += scale * q . keys[:, u]`` for u < t; keys (D, T), float32 or integers."""
-    for c in range(keys.shape[0]):
+    """``s[u] += scale * q . keys[:, u]`` for u < t; keys (D, T), float32 or integers. Four key
+    rows per pass over ``s``: a quarter of the loads and stores of ``s``."""
+    d = keys.shape[0]
+    c = 0
+    while c + 4 <= d:
+        q0, q1, q2, q3 = q[c] * scale, q[c + 1] * scale, q[c + 2] * scale, q[c + 3] * scale
+        k0, k1, k2, k3 = keys[c], keys[c + 1], keys[c + 2], keys[c + 3]
+        for u in range(t):
+            s[u] += (q0 * np.float32(k0[u]) + q1 * np.float32(k1[u])
+                     + q2 * np.float32(k2[u]) + q3 * np.float32(k3[u]))
+        c += 4
+    while c < d:
         qc = q[c] * scale
         krow = keys[c]
         for u in range(t):
             s[u] += qc * np.float32(krow[u])
+        c += 1
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
 def _weighted_sum(w, values, t, inv, out):  # pragma: no cover - compiled
-    """``out[c] = inv * sum_u w[u] * values[c, u]`` over u < t; values (D, T)."""
-    for c in range(values.shape[0]):
+    """``out[c] = inv * sum_u w[u] * values[c, u]`` over u < t; values (D, T). Four value rows
+    per pass over ``w``."""
+    d = values.shape[0]
+    c = 0
+    while c + 4 <= d:
+        v0, v1, v2, v3 = values[c], values[c + 1], values[c + 2], values[c + 3]
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        for u in range(t):
+            wu = w[u]
+            a0 += wu * np.float32(v0[u])
+            a1 += wu * np.float32(v1[u])
+            a2 += wu * np.float32(v2[u])
+            a3 += wu * np.float32(v3[u])
+        out[c], out[c + 1], out[c + 2], out[c + 3] = a0 * inv, a1 * inv, a2 * inv, a3 * inv
+        c += 4
+    while c < d:
         vrow = values[c]
         acc = np.float32(0.0)
         for u in range(t):
             acc += w[u] * np.float32(vrow[u])
         out[c] = acc * inv
+        c += 1
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
