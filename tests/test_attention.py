@@ -74,10 +74,11 @@ def quantize_reference(x, qmax):
 
 
 @pytest.mark.parametrize("dtype,qmax", [(np.int16, 32767), (np.int8, 127)])
-@pytest.mark.parametrize("t,d", [(1, 8), (2, 6), (33, 8), (130, 6)])
+# long rows (t * itemsize >= 384 bytes) take the prefetching path
+@pytest.mark.parametrize("t,d", [(1, 8), (2, 6), (33, 8), (130, 6), (400, 8)])
 def test_quantised_attention_matches_the_reference_over_the_stored_cache(t, d, dtype, qmax):
     rng = np.random.default_rng(t)
-    b, h, t_max = 3, 2, 140
+    b, h, t_max = 3, 2, max(140, t + 5)
     q = (rng.standard_normal((b, h, d)) * 3).astype(np.float32)
     k = (rng.standard_normal((b, h, t_max, d)) * rng.uniform(0.01, 10, (b, h, t_max, 1))
          ).astype(np.float32)                                  # vectors of very different sizes
@@ -105,7 +106,8 @@ def test_quantised_attention_matches_the_reference_over_the_stored_cache(t, d, d
     kd = kq.astype(np.float32) * ks[..., None]
     vd = vq.astype(np.float32) * vs[..., None]
     ref = attend_reference(q, kd, vd, valid, t, d ** -0.5)
-    assert np.abs(out - ref).max() < 2e-6 * max(1.0, np.abs(ref).max())
+    # float32 sums of t terms: rounding grows with t
+    assert np.abs(out - ref).max() < 2e-6 * max(1.0, t / 130) * max(1.0, np.abs(ref).max())
     # and close to the float32 cache's: within what the quantisation moves
     exact = attend_reference(q, k, v, valid, t, d ** -0.5)
     # and near the float32 cache's result: off by an amount that shrinks with the step size
