@@ -1,6 +1,7 @@
 import gzip
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,11 @@ settings.register_profile("default", deadline=None, max_examples=40,
 settings.register_profile("thorough", deadline=None, max_examples=500,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# HuggingFace datasets' cache in a throw-away folder, not the user's ~/.cache (set before any
+# test imports datasets, which reads it once)
+_HF_CACHE = tempfile.TemporaryDirectory(prefix="wavegpt-tests-hf-")
+os.environ.setdefault("HF_DATASETS_CACHE", _HF_CACHE.name)
 
 #: the project's shared data folder (next to the checkout); absent in a user's clone
 SHARED = Path(os.environ.get("WAVECODE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

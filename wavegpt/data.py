@@ -112,9 +112,13 @@ def _local_hub_copy(folder: Path, dataset: str, split: str, size: int | None):
     files = [f for f in files if f.name.startswith(f"{want}-") or f.parent.name == want]
     if not files:
         raise ValueError(f"{folder}: no {want}-*.parquet file")
-    load_dataset = _datasets_load()
+    _datasets_load()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
     try:
-        ds = load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+        # read into memory: a local copy needs no second copy in HuggingFace's cache
+        ds = Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
     except Exception as exc:        # arrow raises many kinds on a bad file
         raise ValueError(f"{folder}: cannot read the parquet files ({exc})") from None
     if dataset == "ffhq":
