@@ -154,6 +154,41 @@ def test_cli_encode_decode_info(tmp_path, capsys):
     assert np.array_equal(read_image(tmp_path / "l.png"), img)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_cli_folders_code_each_file_as_alone(tmp_path, capsys, jobs):
+    src = tmp_path / "in"
+    src.mkdir()
+    images = {"a": smooth_image((30, 45, 3)), "b": smooth_image((17, 33)),
+              "c": smooth_image((64, 20, 3))}
+    for name, img in images.items():
+        write_image(src / f"{name}.png", img)
+    (src / "notes.txt").write_text("not an image")              # skipped: not an image suffix
+    assert main(["encode", str(src), str(tmp_path / "wvc"), "--bpp", "1.5", "--jobs", jobs]) == 0
+    assert "3 image(s)" in capsys.readouterr().out
+    for name, img in images.items():
+        assert (tmp_path / "wvc" / f"{name}.wvc").read_bytes() == compress(img, bpp=1.5)
+    assert main(["decode", str(tmp_path / "wvc"), str(tmp_path / "png"), "--max-bytes", "90",
+                 "--jobs", jobs]) == 0
+    for name in images:
+        data = (tmp_path / "wvc" / f"{name}.wvc").read_bytes()
+        assert np.array_equal(read_image(tmp_path / "png" / f"{name}.png"),
+                              decompress(data, max_bytes=90))
+    # a bad file stops the run with its name; what was written stays whole
+    (tmp_path / "wvc" / "z.wvc").write_bytes(b"nonsense")
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "wvc"), str(tmp_path / "png2"), "--jobs", jobs]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]          # after the progress bar
+    assert last.startswith("wavecode: error:") and "z.wvc: not a .wvc file" in last
+    assert not (tmp_path / "png2" / "z.png").exists()
+    for argv, message in [(["encode", str(src), str(tmp_path / "wvc" / "a.wvc"), "--bpp", "1"],
+                           "into a folder, not a file"),
+                          (["decode", str(src), str(tmp_path / "x")], "no .wvc files"),
+                          (["encode", str(src), str(tmp_path / "y"), "--bpp", "1", "--jobs",
+                            "0"], "--jobs must be >= 1")]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_cli_bad_files_exit_2(tmp_path, capsys):
     (tmp_path / "junk.wvc").write_bytes(b"nonsense")
     for argv in (["decode", str(tmp_path / "junk.wvc"), str(tmp_path / "x.png")],

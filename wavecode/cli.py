@@ -146,6 +146,9 @@ def _cmd_demo(args) -> int:
 def _cmd_encode(args) -> int:
     from .codec import compress, info
 
+    src = Path(args.input)
+    if src.is_dir():
+        return _encode_folder(args, src)
     image = read_image(args.input, "L" if args.gray else None)
     data = compress(image, bpp=args.bpp, psnr=args.psnr, lossless=args.lossless,
                     max_bytes=args.max_bytes, rdo=args.rdo)
@@ -153,6 +156,63 @@ def _cmd_encode(args) -> int:
     hdr = info(data)
     print(f"{args.input} {image.shape} -> {args.output}: {len(data)} bytes, {hdr['bpp']:.4f} bpp, "
           f"{hdr['transform']}{', lossless' if args.lossless else ''}")
+    return 0
+
+
+def _jobs(n) -> int:
+    import os
+    if n is None:
+        return os.cpu_count() or 1
+    if n < 1:
+        raise ValueError(f"--jobs must be >= 1, not {n}")
+    return n
+
+
+def _over_files(paths, work, jobs: int, desc: str):
+    """``work(path)`` for every path, in order, on ``jobs`` threads (the coder's kernels release
+    the GIL; each thread's own numba kernels then run on one thread), with a progress bar.
+    Yields the results in order; the first error stops the run (files already written stay)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+    from tqdm import tqdm
+
+    def one(path):
+        if jobs > 1:
+            numba.set_num_threads(1)        # per calling thread: no oversubscription
+        return work(path)
+
+    bar = tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr,
+               disable=len(paths) < 2)
+    with ThreadPoolExecutor(jobs) as pool:
+        try:
+            for result in pool.map(one, paths):
+                bar.update(1)
+                yield result
+        finally:
+            bar.close()
+
+
+def _encode_folder(args, src: Path) -> int:
+    from .codec import compress
+
+    paths = _image_paths(src)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: a folder of images encodes into a folder, not a file")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def work(path):
+        image = read_image(path, "L" if args.gray else None)
+        data = compress(image, bpp=args.bpp, psnr=args.psnr, lossless=args.lossless,
+                        max_bytes=args.max_bytes, rdo=args.rdo)
+        _write_atomic(out / (path.stem + ".wvc"), data)
+        return len(data), image.shape[0] * image.shape[1]
+
+    sizes = list(_over_files(paths, work, _jobs(args.jobs), "encode"))
+    nbytes = sum(b for b, _ in sizes)
+    bpp = np.mean([8 * b / px for b, px in sizes])
+    print(f"{len(sizes)} image(s) from {src} -> {out}: {nbytes} bytes, mean {bpp:.4f} bpp")
     return 0
 
 
@@ -180,12 +240,41 @@ def _write_atomic(path, data: bytes) -> None:
 def _cmd_decode(args) -> int:
     from .codec import decompress
 
+    if Path(args.input).is_dir():
+        return _decode_folder(args, Path(args.input))
     data = _read_bytes(args.input)
     image, complete = decompress(data, max_bytes=args.max_bytes, return_complete=True)
     write_image(args.output, image)
     used = len(data) if args.max_bytes is None else min(len(data), args.max_bytes)
     print(f"{args.input} ({used} bytes{'' if complete else ', a prefix of the stream'}) -> "
           f"{args.output} {image.shape}")
+    return 0
+
+
+def _decode_folder(args, src: Path) -> int:
+    from .codec import decompress
+
+    paths = sorted(p for p in src.iterdir() if p.suffix.lower() == ".wvc")
+    if not paths:
+        raise ValueError(f"{src}: no .wvc files")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: a folder of .wvc files decodes into a folder, not a file")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def work(path):
+        try:
+            image, complete = decompress(_read_bytes(path), max_bytes=args.max_bytes,
+                                         return_complete=True)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        write_image(out / (path.stem + ".png"), image)
+        return complete
+
+    complete = list(_over_files(paths, work, _jobs(args.jobs), "decode"))
+    cut = len(complete) - sum(complete)
+    print(f"{len(complete)} file(s) from {src} -> {out} (PNG)"
+          + (f", {cut} of them prefixes of their streams" if cut else ""))
     return 0
 
 
@@ -230,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser("encode", help="image -> .wvc (the embedded codec)")
-    p.add_argument("input", help="8-bit image (PNG, PPM, JPEG, TIFF ...)")
-    p.add_argument("output", help=".wvc file to write")
+    p.add_argument("input", help="8-bit image (PNG, PPM, JPEG, TIFF ...), or a folder of them")
+    p.add_argument("output", help=".wvc file to write (a folder for a folder: NAME.wvc each)")
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument("--bpp", type=float, help="target bits per pixel (whole file)")
     rate.add_argument("--psnr", type=float, help="smallest file reaching this PSNR (dB)")
@@ -241,12 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one encoding pass (faster; the plane the cut falls in is not recoded "
                         "RD-thinned)")
     p.add_argument("--gray", action="store_true", help="convert to grayscale first")
+    p.add_argument("--jobs", type=int, help="folders: images coded at once (default: cores)")
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser("decode", help=".wvc -> image (any prefix decodes)")
-    p.add_argument("input", help=".wvc file")
-    p.add_argument("output", help="image to write (.png ...)")
-    p.add_argument("--max-bytes", type=int, help="decode only the first N bytes")
+    p.add_argument("input", help=".wvc file, or a folder of them")
+    p.add_argument("output", help="image to write (.png ...; a folder for a folder: NAME.png "
+                                  "each)")
+    p.add_argument("--max-bytes", type=int, help="decode only the first N bytes (of each)")
+    p.add_argument("--jobs", type=int, help="folders: files decoded at once (default: cores)")
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("info", help="the header of a .wvc file")
