@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python benchmarks/tokenizer_speed.py --data-dir $(DATA) --repeats 7
 	$(BIN)/python benchmarks/token_stats.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_rd.py --data-dir $(DATA)
+	$(BIN)/python benchmarks/codec_visual.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_gap.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_encode_speed.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_decode_speed.py --data-dir $(DATA)
