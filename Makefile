@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/codec_gap.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_encode_speed.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/codec_decode_speed.py --data-dir $(DATA)
+	$(BIN)/python benchmarks/codec_batch_speed.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/language_ceiling.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/sampling_speed.py --checkpoint checkpoints/mnist-tiny --repeats 7
 	$(BIN)/python benchmarks/train_speed.py --data-dir $(DATA) --budget 300
