@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/codec_batch_speed.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/language_ceiling.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/sampling_speed.py --checkpoint checkpoints/mnist-tiny --repeats 7
+	$(BIN)/python benchmarks/attention_kernel.py
 	$(BIN)/python benchmarks/train_speed.py --data-dir $(DATA) --budget 300
 	$(BIN)/python benchmarks/compare_tokenizers.py --data-dir $(DATA) --budget 600
 
