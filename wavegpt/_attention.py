@@ -43,10 +43,13 @@ def _prefetch(typingctx, arr, idx):
         aryty = signature.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        if getattr(ptr.type, "is_opaque", False):       # LLVM >= 15 (numba >= 0.61)
+            name = "llvm.prefetch.p0"
+        else:                                           # typed pointers: the i8* overload
+            ptr, name = builder.bitcast(ptr, ir.IntType(8).as_pointer()), "llvm.prefetch.p0i8"
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
-            "llvm.prefetch.p0")
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), name)
         builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
     return sig, codegen
