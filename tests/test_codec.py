@@ -187,6 +187,11 @@ def test_cli_folders_code_each_file_as_alone(tmp_path, capsys, jobs):
                             "0"], "--jobs must be >= 1")]:
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+    write_image(src / "a.jpg", images["a"])                     # a.png and a.jpg -> a.wvc
+    for argv, message in [(["encode", str(src), str(tmp_path / "z"), "--bpp", "1"],
+                           "images a come in several formats")]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_cli_bad_files_exit_2(tmp_path, capsys):

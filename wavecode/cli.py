@@ -197,6 +197,11 @@ def _encode_folder(args, src: Path) -> int:
     from .codec import compress
 
     paths = _image_paths(src)
+    stems = [p.stem for p in paths]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ValueError(f"{src}: images {', '.join(twice)} come in several formats: one "
+                         f"NAME.wvc each would overwrite the other")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: a folder of images encodes into a folder, not a file")
