@@ -112,13 +112,12 @@ def _local_hub_copy(folder: Path, dataset: str, split: str, size: int | None):
     files = [f for f in files if f.name.startswith(f"{want}-") or f.parent.name == want]
     if not files:
         raise ValueError(f"{folder}: no {want}-*.parquet file")
-    _datasets_load()
+    datasets = _datasets()
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from datasets import Dataset
     try:
         # read into memory: a local copy needs no second copy in HuggingFace's cache
-        ds = Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
+        ds = datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
     except Exception as exc:        # arrow raises many kinds on a bad file
         raise ValueError(f"{folder}: cannot read the parquet files ({exc})") from None
     if dataset == "ffhq":
@@ -126,19 +125,20 @@ def _local_hub_copy(folder: Path, dataset: str, split: str, size: int | None):
     return _hf_arrays(ds, dataset == "ffhq", size, str(folder))
 
 
-def _datasets_load():
+def _datasets():
+    """The ``datasets`` package (HuggingFace), or one clear error without it."""
     try:
-        from datasets import load_dataset
+        import datasets
     except ImportError:
         raise ValueError("parquet files and the hub need the 'datasets' package "
                          "(pip install datasets)") from None
-    return load_dataset
+    return datasets
 
 
 def _from_hub(name: str, split: str):
-    load_dataset = _datasets_load()
+    datasets = _datasets()
     try:
-        return load_dataset(name, split=split)
+        return datasets.load_dataset(name, split=split)
     except Exception as exc:        # no network, no such repo, ...: one line, not a traceback
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"cannot load {name} from the HuggingFace hub ({msg}); give --data-dir "
