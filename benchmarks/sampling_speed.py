@@ -58,6 +58,7 @@ def attention_floor(model, batch_size: int, steps: int, repeats: int, fused: boo
     qkv = torch.randn(batch_size, 3 * cfg.n_embd).numpy()      # the new position's q, k, v
     out = np.empty((batch_size, cfg.n_head, hd), np.float32)
     valid = np.ones((batch_size, steps + 1), np.bool_)
+    rows = np.arange(batch_size)
     scale = np.float32(hd ** -0.5)
     times = []
     for _ in range(repeats):
@@ -65,7 +66,7 @@ def attention_floor(model, batch_size: int, steps: int, repeats: int, fused: boo
         for s in range(1, steps + 1):
             for layer in range(cfg.n_layer):
                 if fused:
-                    _attend_last(qkv, kt[layer], vt[layer], valid, s + 1, scale, out)
+                    _attend_last(qkv, kt[layer], vt[layer], valid, s + 1, scale, out, rows)
                 else:
                     F.scaled_dot_product_attention(q, k[layer, :, :, :s + 1],
                                                    v[layer, :, :, :s + 1])

@@ -37,7 +37,7 @@ def test_fused_attention_matches_the_reference(t, d):
     vt = np.ascontiguousarray(v.transpose(0, 1, 3, 2))
     kt[..., t - 1] = vt[..., t - 1] = np.nan        # the new key and value come with the query
     qkv = np.concatenate([a.reshape(b, h * d) for a in (q, k[:, :, t - 1], v[:, :, t - 1])], 1)
-    _attend_last(qkv, kt, vt, valid, t, np.float32(d ** -0.5), out)
+    _attend_last(qkv, kt, vt, valid, t, np.float32(d ** -0.5), out, np.arange(b))
     assert np.array_equal(kt[..., t - 1], k[:, :, t - 1]) and \
         np.array_equal(vt[..., t - 1], v[:, :, t - 1])
     ref = attend_reference(q, k, v, valid, t, d ** -0.5)
@@ -46,8 +46,40 @@ def test_fused_attention_matches_the_reference(t, d):
     kt[..., t:] = 1e4
     vt[..., t:] = 1e4
     again = np.empty_like(out)
-    _attend_last(qkv, kt, vt, valid, t, np.float32(d ** -0.5), again)
+    _attend_last(qkv, kt, vt, valid, t, np.float32(d ** -0.5), again, np.arange(b))
     assert np.array_equal(again, out)
+
+
+def test_a_subset_of_rows_attends_exactly_as_in_the_full_batch():
+    """``rows`` maps the kernel's rows to cache rows: the rows given get the very outputs (and
+    stored keys and values) of a full call; the other cache rows are not touched."""
+    rng = np.random.default_rng(5)
+    b, h, d, t_max, t = 5, 2, 8, 40, 30
+    qkv = rng.standard_normal((b, 3 * h * d)).astype(np.float32)
+    kt = rng.standard_normal((b, h, d, t_max)).astype(np.float32)
+    vt = rng.standard_normal((b, h, d, t_max)).astype(np.float32)
+    valid = np.ones((b, t_max), np.bool_)
+    scale = np.float32(d ** -0.5)
+    full_k, full_v, full = kt.copy(), vt.copy(), np.empty((b, h, d), np.float32)
+    _attend_last(qkv, full_k, full_v, valid, t, scale, full, np.arange(b))
+    rows = np.array([1, 4, 2])
+    sub_k, sub_v, sub = kt.copy(), vt.copy(), np.empty((3, h, d), np.float32)
+    _attend_last(qkv[rows], sub_k, sub_v, valid, t, scale, sub, rows)
+    assert np.array_equal(sub, full[rows])
+    assert np.array_equal(sub_k[rows], full_k[rows]) and np.array_equal(sub_v[rows], full_v[rows])
+    rest = [0, 3]
+    assert np.array_equal(sub_k[rest], kt[rest]) and np.array_equal(sub_v[rest], vt[rest])
+    # and the integer kernel
+    kq = rng.integers(-30000, 30000, (b, h, d, t_max)).astype(np.int16)
+    ks = rng.uniform(1e-5, 1e-4, (b, h, t_max)).astype(np.float32)
+    qfull_k, qfull_s = kq.copy(), ks.copy()
+    _attend_last_q(qkv, qfull_k, qfull_k.copy(), qfull_s, ks.copy(), valid, t, scale, full,
+                   np.float32(32767), np.arange(b))
+    qsub_k, qsub_s = kq.copy(), ks.copy()
+    _attend_last_q(qkv[rows], qsub_k, qsub_k.copy(), qsub_s, ks.copy(), valid, t, scale, sub,
+                   np.float32(32767), rows)
+    assert np.array_equal(qsub_k[rows], qfull_k[rows]) and np.array_equal(qsub_k[rest], kq[rest])
+    assert np.array_equal(qsub_s[rows], qfull_s[rows]) and np.array_equal(qsub_s[rest], ks[rest])
 
 
 def test_fused_attention_handles_extreme_scores():
@@ -60,7 +92,8 @@ def test_fused_attention_handles_extreme_scores():
     v[0, 0, 1] = [1.0, 2.0, 3.0]
     out = np.empty((1, 1, 4), np.float32)
     qkv = np.concatenate([q[0], k[0, :, :, 2], v[0, :, :, 2]], 1)          # (1, 12)
-    _attend_last(qkv, k, v, np.ones((1, 3), np.bool_), 3, np.float32(1.0), out)
+    _attend_last(qkv, k, v, np.ones((1, 3), np.bool_), 3, np.float32(1.0), out,
+                 np.arange(1))
     assert np.allclose(out[0, 0], [0.0, 1.0, 0.0, 0.0], atol=1e-7)
 
 
@@ -96,7 +129,7 @@ def test_quantised_attention_matches_the_reference_over_the_stored_cache(t, d, d
     qkv = np.concatenate([a.reshape(b, h * d) for a in (q, k[:, :, t - 1], v[:, :, t - 1])], 1)
     out = np.full((b, h, d), np.nan, np.float32)
     _attend_last_q(qkv, kt, vt, ks_c, vs_c, valid, t, np.float32(d ** -0.5), out,
-                     np.float32(qmax))
+                   np.float32(qmax), np.arange(b))
     # the new key and value are stored exactly as the reference quantises them
     assert np.array_equal(kt[..., t - 1], kq[:, :, t - 1].astype(dtype))
     assert np.array_equal(vt[..., t - 1], vq[:, :, t - 1].astype(dtype))

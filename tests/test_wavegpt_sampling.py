@@ -51,6 +51,32 @@ def test_static_cache_prefill_and_steps_equal_the_full_forward(data, abs_pos, co
         dec.forward(emb[:, :1])
 
 
+@pytest.mark.parametrize("cache", ["float32", "int16"])
+def test_steps_of_the_running_rows_only(data, cache):
+    """``forward(..., rows=)`` continues only the rows given (finished streams are left as
+    they are): the same logits as a step of all rows, to the matrix products' rounding."""
+    tok, batch, labels = data
+    model = tiny(tok, use_abs_pos=True)
+    inp = batch_streams(batch, labels, model.config)
+    with torch.no_grad():
+        emb = model.embed(inp["input_ids"], inp["slots"], inp["next_slots"], inp["exponents"])
+    a = StaticKVDecoder(model, len(batch), 30, cache=cache)
+    b = StaticKVDecoder(model, len(batch), 30, cache=cache)
+    a.forward(emb[:, :10])
+    b.forward(emb[:, :10])
+    rows = np.array([0, 2, 3])
+    for i in range(10, 20):
+        full = a.forward(emb[:, i:i + 1])
+        part = b.forward(emb[rows, i:i + 1], rows=rows)
+        assert part.shape == (3, 1, full.shape[-1])
+        assert torch.allclose(part, full[rows], atol=1e-5)
+    assert torch.equal(b.pos, torch.tensor([20, 10, 20, 20]))   # row 1 stopped at 10
+    for bad, match in [(dict(rows=np.array([0, 9, 1])), "cache rows in"),
+                       (dict(rows=np.array([0])), "must be 3 cache rows")]:
+        with pytest.raises(ValueError, match=match):
+            b.forward(emb[rows, 20:21], **bad)
+
+
 def test_left_padded_prefill_equals_each_row_alone(data):
     tok, batch, labels = data
     model = tiny(tok)

@@ -149,28 +149,30 @@ def _weighted_sum(w, values, t, inv, out, ahead):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
-def _attend_last(qkv, kt, vt, valid, t, scale, out):  # pragma: no cover - compiled
+def _attend_last(qkv, kt, vt, valid, t, scale, out, rows):  # pragma: no cover - compiled
     """Store the new position's key and value in the cache, then attend:
     ``out[i, j] = softmax(scale * q[i, j] . K[:t]) V[:t]`` over keys ``u < t`` with
-    ``valid[i, u]``.
+    ``valid[rows[i], u]``, K and V those of cache row ``rows[i]``.
 
-    qkv (B, 3C): the new position's query, key and value (GPT-2's ``c_attn`` output, heads
-    side by side); kt / vt (B, H, D, T_max): the cache, column ``t - 1`` written here;
-    valid (B, T_max) bool; out (B, H, D).
+    qkv (N, 3C): the new position's query, key and value (GPT-2's ``c_attn`` output, heads
+    side by side) of N rows; kt / vt (B, H, D, T_max): the cache, column ``t - 1`` of the
+    ``rows`` written here; valid (B, T_max) bool; out (N, H, D); rows (N,) int64: the cache
+    rows (``arange(B)``, or the streams still running).
     """
-    b, h, d = out.shape
+    n, h, d = out.shape
     width = h * d
-    for r in prange(b * h):         # one (row, head) per task; its buffers are its own
+    for r in prange(n * h):         # one (row, head) per task; its buffers are its own
         i = r // h
         j = r - i * h
-        keys = kt[i, j]
-        values = vt[i, j]
+        ci = rows[i]
+        keys = kt[ci, j]
+        values = vt[ci, j]
         for c in range(d):
             keys[c, t - 1] = qkv[i, width + j * d + c]
             values[c, t - 1] = qkv[i, 2 * width + j * d + c]
         s = np.zeros(t, np.float32)
         _scores(qkv[i, j * d:(j + 1) * d], keys, t, scale, s, False)
-        inv = np.float32(1.0) / _exp_weights(s, np.empty(t, np.int32), valid[i], t)
+        inv = np.float32(1.0) / _exp_weights(s, np.empty(t, np.int32), valid[ci], t)
         _weighted_sum(s, values, t, inv, out[i, j], False)
 
 
@@ -189,7 +191,7 @@ def _quantize(x, dst, col, scales, qmax):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
-def _attend_last_q(qkv, kt, vt, ks, vs, valid, t, scale, out, qmax):  # pragma: no cover
+def _attend_last_q(qkv, kt, vt, ks, vs, valid, t, scale, out, qmax, rows):  # pragma: no cover
     """:func:`_attend_last` over an integer cache: key / value ``u`` is ``kt[..., u] * ks[u]``
     / ``vt[..., u] * vs[u]`` (one scale per (row, head, position)). The new key and value are
     quantised here (:func:`_quantize`, ``qmax`` 32767 for int16, 127 for int8).
@@ -197,15 +199,16 @@ def _attend_last_q(qkv, kt, vt, ks, vs, valid, t, scale, out, qmax):  # pragma: 
     kt / vt (B, H, D, T_max) int16 or int8, ks / vs (B, H, T_max) float32; the rest as
     :func:`_attend_last`.
     """
-    b, h, d = out.shape
+    n, h, d = out.shape
     width = h * d
     # prefetching pays once a row is several cache lines long (measured: it costs time on
     # shorter rows, and on the float32 cache, whose reads already run at the bandwidth)
     ahead = t * kt.itemsize >= 384
-    for r in prange(b * h):
+    for r in prange(n * h):
         i = r // h
         j = r - i * h
-        keys, values, kscale, vscale = kt[i, j], vt[i, j], ks[i, j], vs[i, j]
+        ci = rows[i]
+        keys, values, kscale, vscale = kt[ci, j], vt[ci, j], ks[ci, j], vs[ci, j]
         lo = width + j * d
         _quantize(qkv[i, lo:lo + d], keys, t - 1, kscale, qmax)
         _quantize(qkv[i, lo + width:lo + width + d], values, t - 1, vscale, qmax)
@@ -217,7 +220,7 @@ def _attend_last_q(qkv, kt, vt, ks, vs, valid, t, scale, out, qmax):  # pragma: 
             _prefetch_rows(values, 0, 4, t)
         for u in range(t):
             s[u] *= kscale[u]                     # the key's scale, once per key
-        inv = np.float32(1.0) / _exp_weights(s, np.empty(t, np.int32), valid[i], t)
+        inv = np.float32(1.0) / _exp_weights(s, np.empty(t, np.int32), valid[ci], t)
         for u in range(t):
             s[u] *= vscale[u]                     # the value's scale folded into its weight
         _weighted_sum(s, values, t, inv, out[i, j], ahead)

@@ -119,14 +119,24 @@ class StaticKVDecoder:
                         for blk in self.blocks]
 
     @torch.no_grad()
-    def forward(self, embeds: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, embeds: torch.Tensor, valid: torch.Tensor | None = None,
+                rows: np.ndarray | None = None) -> torch.Tensor:
         """Logits (B, S, K) of ``S`` new positions given their input embeddings (B, S, C).
 
         ``valid`` (B, S) bool marks real positions (False: left padding, never attended to).
+        ``rows`` (fused single steps only): the cache rows that ``embeds`` (N, 1, C) continue,
+        in order -- the streams still running; the other rows are left as they are (their
+        streams are over) and the logits are (N, 1, K).
         """
         if self.model.training:
             raise ValueError("the static cache is for inference: call model.eval() first")
         b, s, c = embeds.shape
+        if rows is not None:
+            if not (self.fused and s == 1 and valid is None):
+                raise ValueError("rows: only for single steps of the fused CPU path")
+            rows = np.ascontiguousarray(rows, np.int64)
+            if rows.shape != (b,) or (b and (rows.min() < 0 or rows.max() >= len(self.pos))):
+                raise ValueError(f"rows must be {b} cache rows in 0..{len(self.pos) - 1}")
         t0, t1 = self.t, self.t + s
         if t1 > self.max_len:
             raise ValueError(f"the cache holds {self.max_len} positions; {t1} requested")
@@ -138,12 +148,14 @@ class StaticKVDecoder:
             all_valid = bool(valid.all())
         self.padded = self.padded or not all_valid
         x = embeds
+        # the rows this call continues (all of them unless ``rows``): positions counted per row
+        live = slice(None) if rows is None else torch.from_numpy(rows)
         if self.model.config.use_abs_pos:
             counted = (valid.long().cumsum(1) if valid is not None else
                        torch.arange(1, s + 1, device=x.device).expand(b, s))
-            pos = self.pos[:, None] + counted - 1                                  # (B, S)
+            pos = self.pos[live][:, None] + counted - 1                            # (B, S)
             x = x + self.model.transformer.wpe.weight[pos.clamp(min=0)]
-        self.pos += valid.long().sum(1) if valid is not None else s
+        self.pos[live] += valid.long().sum(1) if valid is not None else s
         # the fused kernel: one new position whose own key is valid (it is never alone then)
         fused = self.fused and s == 1 and all_valid
         mask = None
@@ -155,7 +167,7 @@ class StaticKVDecoder:
             eye[:, t0:t1] = torch.eye(s, dtype=torch.bool, device=x.device)
             mask = (mask | eye[None])[:, None]                                     # (B, 1, S, T1)
         if fused:
-            x = self._step_fused(x, t1)
+            x = self._step_fused(x, t1, np.arange(b) if rows is None else rows)
         else:
             with attention_kernels(x.device):
                 x = self._blocks(x, mask, t0, t1)
@@ -163,19 +175,22 @@ class StaticKVDecoder:
         x = self.model.transformer.ln_f(x)
         return self.model.lm_head(x)[..., :self.model.config.n_tokens]   # (B, S, K)
 
-    def _step_fused(self, x, t1: int) -> torch.Tensor:
-        """One position through every block, attention by the fused kernel (which also stores
-        the position's key and value): GPT-2's block, the same ops called directly."""
+    def _step_fused(self, x, t1: int, rows: np.ndarray) -> torch.Tensor:
+        """One position of the cache rows ``rows`` through every block, attention by the fused
+        kernel (which also stores the position's key and value): GPT-2's block, the same ops
+        called directly."""
         b, _, c = x.shape
         x = x.view(b, c)                                                           # (B, C)
-        if self._o is None or self._o.shape[0] != b:
-            self._o = torch.empty(b, self.n_head, self.head_dim, dtype=x.dtype)    # (B, H, D)
+        if self._o is None:
+            full = len(self.pos)        # sized for every row; fewer rows use the first ones
+            self._o = torch.empty(full, self.n_head, self.head_dim, dtype=x.dtype)  # (B, H, D)
             # the hidden layer in a buffer kept across steps, the activation in place: a fresh
             # (64, 512) float32 tensor is 128 KiB, glibc's mmap threshold, and its page faults
             # cost more than the arithmetic
-            self._hidden = torch.empty(b, self.blocks[0].mlp.c_fc.weight.shape[1],
+            self._hidden = torch.empty(full, self.blocks[0].mlp.c_fc.weight.shape[1],
                                        dtype=x.dtype)                              # (B, 4C)
-        o, o_np = self._o.view(b, c), self._o.numpy()
+        o, o_np = self._o[:b].view(b, c), self._o[:b].numpy()
+        hidden = self._hidden[:b]
         scale = np.float32(self.head_dim ** -0.5)
         for layer, (ln_1, attn, proj, ln_2, fc, out, act) in enumerate(self._params):
             # Conv1D: x @ W + b, W stored (in, out)
@@ -183,13 +198,13 @@ class StaticKVDecoder:
             if self.quantized:
                 _attend_last_q(qkv.numpy(), self._k_np[layer], self._v_np[layer],
                                self._ks_np[layer], self._vs_np[layer], self._valid_np, t1,
-                               scale, o_np, self._qmax)
+                               scale, o_np, self._qmax, rows)
             else:
                 _attend_last(qkv.numpy(), self._k_np[layer], self._v_np[layer],
-                             self._valid_np, t1, scale, o_np)
+                             self._valid_np, t1, scale, o_np, rows)
             x = torch.addmm(proj[0], o, proj[1]).add_(x)
             hid = torch.addmm(fc[0], F.layer_norm(x, (c,), *ln_2), fc[1],
-                              out=self._hidden)                                    # (B, 4C)
+                              out=hidden)                                          # (B, 4C)
             hid = torch.ops.aten.gelu_(hid, approximate=self._gelu) if self._gelu else act(hid)
             x = torch.addmm(out[0], hid, out[1]).add_(x)
         return x.view(b, 1, c)

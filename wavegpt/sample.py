@@ -249,7 +249,8 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         out_tokens[live, lengths[live]] = tok_t[live]
         lengths[live] += 1
         bar.update(1)
-        if (state.done | (lengths >= limit)).all():
+        running = ~(state.done | (lengths >= limit))
+        if not running.any():
             break
         ids_t = np.where(tok_t >= 0, tok_t, config.pad_id)                            # (B,)
         nxt_t = state.next_slots().astype(np.int64)                                   # (B, 7)
@@ -257,6 +258,14 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         if step_embed is not None:        # the same sums as model.embed, one numba call
             embeds = step_embed(ids_t, own_t, nxt_t, exponents, ctx_t)               # (B, 1, C)
             embeds = embeds.repeat(reps, 1, 1) if guided else embeds                 # (R*B, 1, C)
+            if not running.all():
+                # only the streams still running go through the model (a finished one's
+                # draws are ignored); the rows' sums stay their own, but the matrix products
+                # of fewer rows may round differently in the last bit
+                live = np.flatnonzero(np.tile(running, reps))                         # (N,)
+                logits = torch.zeros(reps * b, logits.shape[-1])
+                logits[live] = dec.forward(embeds[live], rows=live)[:, -1].float()
+                continue
         else:
             embeds = model.embed(_on(np.tile(ids_t[:, None], (reps, 1)), dev),
                                  _on(np.tile(own_t[:, None], (reps, 1, 1)), dev),
