@@ -113,12 +113,20 @@ def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
                  "--quiet"]) == 2
 
 
+def test_a_zero_token_budget_means_the_full_streams():
+    from wavegpt.train import language_of
+    assert language_of(TrainConfig(dataset="fashion-mnist")).config.max_tokens == 512
+    assert language_of(TrainConfig(dataset="fashion-mnist", max_tokens=0)).config.max_tokens \
+        is None
+
+
 @pytest.mark.parametrize("args,match", [(["--preset", "huge"], "unknown preset"),
                                         (["--batch-size", "0"], "batch-size must be >= 1"),
                                         (["--lr", "nan"], "lr must be a finite number > 0"),
                                         (["--ckpt-every", "0"], "ckpt-every must be >= 1"),
                                         (["--null-class-prob", "1"], "null-class-prob must be in"),
-                                        (["--time-budget", "-5"], "time-budget must be > 0")])
+                                        (["--time-budget", "-5"], "time-budget must be > 0"),
+                                        (["--max-tokens", "-1"], "max-tokens must be >= 0")])
 def test_bad_train_settings_fail_before_any_work(tmp_path, idx_dir, capsys, args, match):
     out, cache = tmp_path / "run", tmp_path / "cache"
     assert main(["train", "--data-dir", str(idx_dir), "--out", str(out), "--cache-dir",

@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--null-class-prob", type=float,
                    help="share of the null class in training, for guidance (default 0.1)")
     p.add_argument("--final-exponent", type=int, help="language: last bit-plane 2**E")
-    p.add_argument("--max-tokens", type=int, help="language: token budget per image")
+    p.add_argument("--max-tokens", type=int,
+                   help="language: token budget per image (0: none, the full streams)")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--eval-images", type=int, help="test images for bits/image at the end")

@@ -112,8 +112,8 @@ def _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames) -> None:
                          f"legal token), not {temperature}")
     if not (math.isfinite(cfg) and cfg >= 0):
         raise ValueError(f"cfg must be a finite number >= 0 (1: no guidance), not {cfg}")
-    if max_tokens is not None and not max_tokens >= 1:
-        raise ValueError(f"max-tokens must be >= 1, not {max_tokens}")
+    if max_tokens is not None and not max_tokens >= 0:
+        raise ValueError(f"max-tokens must be >= 0 (0: no cap of its own), not {max_tokens}")
     if not frames >= 0:
         raise ValueError(f"frames must be >= 0, not {frames}")
 

@@ -98,7 +98,9 @@ class TrainConfig:
                        non_negative=("steps", "warmup", "bucket", "eval_images",
                                      "sample_every"),
                        positive_float=("lr", "grad_clip"), non_negative_float=("weight_decay",),
-                       optional_positive=("limit", "max_tokens", "image_size", "time_budget"))
+                       optional_positive=("limit", "image_size", "time_budget"))
+        if self.max_tokens is not None and not self.max_tokens >= 0:
+            raise ValueError(f"max-tokens must be >= 0 (0: no budget), not {self.max_tokens}")
         if not 0.0 <= self.null_class_prob < 1.0:
             raise ValueError(f"null-class-prob must be in [0, 1), not {self.null_class_prob}")
 
