@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python benchmarks/codec_batch_speed.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/language_ceiling.py --data-dir $(DATA)
 	$(BIN)/python benchmarks/sampling_speed.py --checkpoint checkpoints/mnist-tiny --repeats 7
+	$(BIN)/python benchmarks/sampling_speed.py --checkpoint checkpoints/mnist-tiny --max-tokens 0 \
+		--batch-sizes 64 --repeats 3 --out benchmarks/results/sampling_speed_uncapped
 	$(BIN)/python benchmarks/attention_kernel.py
 	$(BIN)/python benchmarks/train_speed.py --data-dir $(DATA) --budget 300
 	$(BIN)/python benchmarks/compare_tokenizers.py --data-dir $(DATA) --budget 600

@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", help="run folder (default: an untrained tiny model)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--max-tokens", type=int, default=480,
-                    help="tokens per stream (about the mean MNIST stream at 2^-1)")
+                    help="tokens per stream (about the mean MNIST stream at 2^-1); 0: no cap, "
+                         "streams end where the grammar or the longest training stream does")
     ap.add_argument("--top-k", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kv-caches", nargs="+", default=["float32", "int16", "int8"],
@@ -191,8 +192,9 @@ def main(argv=None) -> int:
               f"{1e3 * t_dense / steps:.2f} ms -> at most {t_h / (t_att + t_dense):.2f}x over "
               f"HF with a float32 model and cache")
     doc = {"name": "wavegpt-sampling",
-           "description": f"sampling speed, {name}, top-k {args.top_k}, streams capped at "
-                          f"{args.max_tokens} tokens; ours: static KV cache + numba grammar, "
+           "description": f"sampling speed, {name}, top-k {args.top_k}, streams "
+                          + (f"capped at {args.max_tokens} tokens" if args.max_tokens else
+                             "not capped") + "; ours: static KV cache + numba grammar, "
                           f"keys and values stored as {', '.join(caches)} (ours_* / "
                           "speedup: float32; identical_streams_*: the fraction of streams "
                           "equal to the float32 cache's, same seeds); "
