@@ -193,6 +193,15 @@ def _over_files(paths, work, jobs: int, desc: str):
             bar.close()
 
 
+def _out_folder(path, what: str) -> Path:
+    """The output folder of a folder run, created; not an existing file."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: {what} into a folder, not a file")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _encode_folder(args, src: Path) -> int:
     from .codec import compress
 
@@ -202,10 +211,7 @@ def _encode_folder(args, src: Path) -> int:
     if twice:
         raise ValueError(f"{src}: images {', '.join(twice)} come in several formats: one "
                          f"NAME.wvc each would overwrite the other")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: a folder of images encodes into a folder, not a file")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_folder(args.output, "a folder of images encodes")
 
     def work(path):
         image = read_image(path, "L" if args.gray else None)
@@ -262,10 +268,7 @@ def _decode_folder(args, src: Path) -> int:
     paths = sorted(p for p in src.iterdir() if p.suffix.lower() == ".wvc")
     if not paths:
         raise ValueError(f"{src}: no .wvc files")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: a folder of .wvc files decodes into a folder, not a file")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_folder(args.output, "a folder of .wvc files decodes")
 
     def work(path):
         try:

@@ -258,21 +258,21 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
         if step_embed is not None:        # the same sums as model.embed, one numba call
             embeds = step_embed(ids_t, own_t, nxt_t, exponents, ctx_t)               # (B, 1, C)
             embeds = embeds.repeat(reps, 1, 1) if guided else embeds                 # (R*B, 1, C)
-            if not running.all():
-                # only the streams still running go through the model (a finished one's
-                # draws are ignored); the rows' sums stay their own, but the matrix products
-                # of fewer rows may round differently in the last bit
-                live = np.flatnonzero(np.tile(running, reps))                         # (N,)
-                logits = torch.zeros(reps * b, logits.shape[-1])
-                logits[live] = dec.forward(embeds[live], rows=live)[:, -1].float()
-                continue
         else:
             embeds = model.embed(_on(np.tile(ids_t[:, None], (reps, 1)), dev),
                                  _on(np.tile(own_t[:, None], (reps, 1, 1)), dev),
                                  _on(np.tile(nxt_t[:, None], (reps, 1, 1)), dev), e,
                                  _on(np.tile(ctx_t[:, None], (reps, 1)), dev) if use_ctx
                                  else None)
-        logits = dec.forward(embeds)[:, -1].float().cpu()
+        if step_embed is not None and not running.all():
+            # only the streams still running go through the model (a finished one's draws
+            # are ignored); the rows' sums stay their own, but the matrix products of fewer
+            # rows may round differently in the last bit
+            live = np.flatnonzero(np.tile(running, reps))                             # (N,)
+            logits = torch.zeros(reps * b, logits.shape[-1])
+            logits[live] = dec.forward(embeds[live], rows=live)[:, -1].float()
+        else:
+            logits = dec.forward(embeds)[:, -1].float().cpu()
     bar.close()
     batch = _batch(tok, out_tokens, lengths, exponents)
     images = tok.decode(batch)
