@@ -27,6 +27,11 @@ from _common import save_plot, write_json  # noqa: E402
 SETTINGS = [("mnist", "mnist", "haar", -3), ("mnist", "mnist (2^-2)", "haar", -2),
             ("fashion-mnist", "fashion-mnist", "bior4.4", -4)]
 BUDGETS = [25, 50, 100, 200, 300, 400, 600, 800, 1000, 1500, 2000, 3000]
+# Issue 2 quotes (mean tokens, max tokens or None, PSNR) from an earlier slow reference "on the
+# 10k test sets"; they are the figures of the first 300 test images (see the README).
+QUOTED = {"mnist": (1307, 1905, 34.3), "mnist (2^-2)": (858, None, 26.6),
+          "fashion-mnist": (1971, 3009, 35.6)}
+QUOTED_SUBSET = 300
 
 
 def psnr(rec, x):
@@ -51,22 +56,35 @@ def main(argv=None) -> int:
         batch = tok.encode(x)
         full = psnr(tok.decode(batch), x)
         curve = [float(psnr(tok.decode(batch, prefix=k), x).mean()) for k in BUDGETS]
+        head = batch.lengths[:QUOTED_SUBSET]
         results[label] = {"tokens_mean": float(batch.lengths.mean()),
                           "tokens_max": int(batch.lengths.max()),
-                          "psnr": float(full.mean()), "budgets": BUDGETS, "psnr_at_budget": curve}
+                          "psnr": float(full.mean()), "budgets": BUDGETS, "psnr_at_budget": curve,
+                          f"first_{QUOTED_SUBSET}": {"tokens_mean": float(head.mean()),
+                                                     "tokens_max": int(head.max()),
+                                                     "psnr": float(full[:QUOTED_SUBSET].mean())}}
         print(f"{label:<16} {wavelet:<8} {'2^' + str(fe):>8} {batch.lengths.mean():>12.1f} "
               f"{batch.lengths.max():>6} {full.mean():>10.2f}")
         if label == data:
             pick = batch.subset(range(6))
             write_image(out.parent / f"progressive_{data}.png",
                         progressive_strip(tok, pick, steps=8, scale=3, original=x[:6]))
+    print(f"\nthe first {QUOTED_SUBSET} test images against issue 2's quoted figures:")
+    print(f"{'setting':<16} {'tokens mean':>12} {'quoted':>7} {'max':>6} {'quoted':>7} "
+          f"{'PSNR (dB)':>10} {'quoted':>7}")
+    for label, (q_mean, q_max, q_psnr) in QUOTED.items():
+        r = results[label][f"first_{QUOTED_SUBSET}"]
+        print(f"{label:<16} {r['tokens_mean']:>12.1f} {q_mean:>7} {r['tokens_max']:>6} "
+              f"{q_max or '-':>7} {r['psnr']:>10.2f} {q_psnr:>7}")
     print("\nmean PSNR (dB) after the first N tokens:")
     print(f"{'N':>6} " + " ".join(f"{k:>16}" for k in results))
     for j, n in enumerate(BUDGETS):
         print(f"{n:>6} " + " ".join(f"{results[k]['psnr_at_budget'][j]:>16.2f}" for k in results))
 
     write_json(out, {"name": "wavecode-language", "description": "10k test sets; PSNR on the "
-                "28x28 crop, mean over images; psnr_at_budget after the first N tokens",
+                "28x28 crop, mean over images; psnr_at_budget after the first N tokens; "
+                f"first_{QUOTED_SUBSET}: the same figures over the first {QUOTED_SUBSET} test "
+                "images (issue 2's quoted figures)",
                 "results": results})
 
     def draw(fig):
