@@ -81,7 +81,8 @@ def test_grammar_state_input(tok):
 def test_bad_token_files(tmp_path):
     p = tmp_path / "garbage.npz"
     p.write_bytes(b"not a zip file at all")
-    with pytest.raises(ValueError, match="garbage.npz: cannot read token file"):
+    with pytest.raises(ValueError,
+                       match=r"garbage.npz: cannot read token file \(not an .npz archive\)"):
         TokenBatch.load(p)
     with pytest.raises(ValueError, match="no such file"):
         TokenBatch.load(tmp_path / "missing.npz")

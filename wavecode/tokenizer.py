@@ -201,6 +201,9 @@ class TokenBatch:
     def load(cls, path) -> "TokenBatch":
         """Read a file written by :meth:`save`; ``ValueError`` if it is not one."""
         try:
+            with open(os.fspath(path), "rb") as f:
+                if f.read(4) != b"PK\x03\x04":  # np.load would blame pickled data
+                    raise ValueError("not an .npz archive")
             with np.load(os.fspath(path), allow_pickle=False) as z:
                 missing = {"tokens", "offsets", "exponents"} - set(z.files)
                 if missing:
