@@ -113,6 +113,42 @@ def test_cli_train_and_sample(tmp_path, idx_dir, capsys):
                  "--quiet"]) == 2
 
 
+@pytest.mark.parametrize("damage,match", [
+    ("config", "model: cannot load the model (OSError"),
+    ("weights-cut", "model: cannot load the model (SafetensorError"),
+    ("weights-gone", "model: cannot load the model (OSError"),
+    ("exponents", "exponents.json: unreadable (JSONDecodeError"),
+    ("trainer", "trainer.pt: cannot read ("),
+])
+def test_a_damaged_run_folder_gets_one_line(tmp_path, idx_dir, capsys, damage, match):
+    import shutil
+    good = tmp_path / "good"
+    train(cfg_for(tmp_path, idx_dir, steps=1, out=str(good)), progress=False)
+    run = tmp_path / "run"
+    shutil.copytree(good, run)
+    weights = run / "model" / "model.safetensors"
+    if damage == "config":
+        (run / "model" / "config.json").write_text("{not json")
+    elif damage == "weights-cut":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "weights-gone":
+        weights.unlink()
+    elif damage == "exponents":
+        (run / "exponents.json").write_text("zz")
+    else:
+        (run / "trainer.pt").write_bytes(b"\x06 not a torch file")
+    capsys.readouterr()
+    if damage == "trainer":
+        rc = main(["train", "--data-dir", str(idx_dir), "--out", str(run), "--resume",
+                   "--final-exponent", "0", "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    else:
+        rc = main(["sample", "--checkpoint", str(run), "--class", "1", "--n", "1", "--quiet",
+                   "--max-tokens", "20", "-o", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_a_zero_token_budget_means_the_full_streams():
     from wavegpt.train import language_of
     assert language_of(TrainConfig(dataset="fashion-mnist")).config.max_tokens == 512

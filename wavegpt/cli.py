@@ -90,14 +90,12 @@ def _cmd_sample(args) -> int:
     from wavecode.imageio import write_image
     from wavecode.viz import grid
 
+    from ._io import load_wavegpt
     from .device import resolve_device
-    from .modeling_wavegpt import WaveGPTForCausalLM
     from .sample import cut_prefix, sample
 
     run = Path(args.checkpoint)
-    if not (run / "model" / "config.json").exists():
-        raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")
-    model = WaveGPTForCausalLM.from_pretrained(run / "model").to(resolve_device(args.device))
+    model = load_wavegpt(run).to(resolve_device(args.device))
     streams = model.config.token_kind == "wavelet"
     tok = WaveletTokenizer.from_meta(model.config.tokenizer) if streams else None
     prefix = None

@@ -22,6 +22,8 @@ import numpy as np
 from wavecode import TokenBatch, WaveletTokenizer
 from wavecode.datasets import load_idx_split
 
+from ._io import read_json
+
 __all__ = ["HUB_NAMES", "load_images", "load_image_folder", "StreamDataset", "tokenize_cached",
            "CodeDataset", "codes_cached"]
 
@@ -230,7 +232,7 @@ def tokenize_cached(tokenizer: WaveletTokenizer, dataset: str, split: str, cache
             else:
                 raise
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = read_json(folder / "meta.json")
     batch = TokenBatch(arrays["tokens"], np.asarray(arrays["offsets"]),
                        np.asarray(arrays["exponents"]), arrays["entries"],
                        arrays["plane_kinds"], meta)

@@ -10,6 +10,7 @@ The classifier is trained once per data set and cached (``classifier-<dataset>.p
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +110,14 @@ def load_or_train_classifier(dataset: str, cache_dir, data_dir=None, progress: b
 
     path = Path(cache_dir) / f"classifier-{dataset}.pt"
     if path.exists():
-        blob = torch.load(path, weights_only=True)
-        model = DigitCNN()
-        model.load_state_dict(blob["state"])
-        return model.eval(), float(blob["test_accuracy"])
+        try:
+            blob = torch.load(path, weights_only=True)
+            model = DigitCNN()
+            model.load_state_dict(blob["state"])
+            return model.eval(), float(blob["test_accuracy"])
+        except Exception as exc:  # a corrupt cache: train again and replace it
+            warnings.warn(f"{path}: unreadable ({type(exc).__name__}); training the classifier "
+                          "again", stacklevel=2)
     x, y = load_images(dataset, "train", data_dir)
     model = train_classifier(x, y, progress=progress)
     xt, yt = load_images(dataset, "test", data_dir)
@@ -164,7 +169,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
 
     from .data import codes_cached, load_images, tokenize_cached
     from .device import resolve_device
-    from .modeling_wavegpt import WaveGPTForCausalLM
+    from ._io import load_torch, load_wavegpt, read_json
     from .sample import _check_sampling, sample
     from .tokenizers import tokenizer_from_meta
     from .train import evaluate_bits
@@ -175,17 +180,18 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
         if not v >= 1:
             raise ValueError(f"{name} must be >= 1, not {v}")
     run = Path(run_dir)
-    if not (run / "model" / "config.json").exists():
-        raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")
+    model = load_wavegpt(run).to(resolve_device(device))
     if dataset is None:
         info = run / "train_config.json"
         if info.exists():
-            dataset = json.loads(info.read_text())["dataset"]
+            saved = read_json(info)
+            dataset = saved.get("dataset") if isinstance(saved, dict) else None
         elif (run / "trainer.pt").exists():
-            dataset = torch.load(run / "trainer.pt", weights_only=False)["config"]["dataset"]
+            dataset = load_torch(run / "trainer.pt", weights_only=False)["config"]["dataset"]
         else:
             raise ValueError(f"{run}: no train_config.json; give --dataset")
-    model = WaveGPTForCausalLM.from_pretrained(run / "model").to(resolve_device(device))
+        if not isinstance(dataset, str):
+            raise ValueError(f"{info}: no dataset named in it; give --dataset")
     tok = tokenizer_from_meta(model.config.tokenizer, run)
     streams = model.config.token_kind == "wavelet"
     digits = dataset in ("mnist", "fashion-mnist")      # the CNN is for 28x28 grayscale sets

@@ -10,7 +10,6 @@ so the coarse image stays and the details change.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from wavecode import TokenBatch, WaveletTokenizer
 
 from ._embedding import StepEmbedding
+from ._io import read_json
 from .kv_cache import StaticKVDecoder
 from .tokenizers import tokenizer_from_meta
 
@@ -179,8 +179,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     if exponents is None:
         if run_dir is None:
             raise ValueError("give exponents or the run folder with exponents.json")
-        exponents = draw_exponents(json.loads((Path(run_dir) / "exponents.json").read_text()),
-                                   classes, rng)
+        exponents = draw_exponents(read_json(Path(run_dir) / "exponents.json"), classes, rng)
     exponents = np.asarray(exponents, np.int64).reshape(-1)
     if exponents.shape != (b,):
         raise ValueError(f"need {b} exponents, got {exponents.size}")

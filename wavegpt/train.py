@@ -19,7 +19,7 @@ import torch
 from wavecode import WaveletTokenizer
 
 from ._checks import check_settings
-from ._io import atomic_dir_write
+from ._io import atomic_dir_write, load_torch, load_wavegpt
 from .batching import batch_codes, batch_streams, legal_masks
 from .configuration_wavegpt import WaveGPTConfig
 from .data import codes_cached, load_images, tokenize_cached
@@ -306,8 +306,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if resume:
         if not (out / "trainer.pt").exists():
             raise ValueError(f"{out}: no checkpoint to resume from")
-        model = WaveGPTForCausalLM.from_pretrained(out / "model")
-        state = torch.load(out / "trainer.pt", weights_only=False)
+        model = load_wavegpt(out)
+        state = load_torch(out / "trainer.pt", weights_only=False)
     else:
         model = _build(cfg, tok, max_len)
         state = None
