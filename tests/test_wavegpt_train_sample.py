@@ -30,6 +30,12 @@ def test_cache_is_reused(tmp_path, idx_dir):
     b = tokenize_cached(tok, "mnist", "train", tmp_path, idx_dir)
     assert len(a) == 20 and np.array_equal(a.batch.tokens, b.batch.tokens)
     assert len(list(tmp_path.iterdir())) == 1
+    # a damaged cache file: one line naming it and the folder to delete
+    folder, = tmp_path.iterdir()
+    data = (folder / "tokens.npy").read_bytes()
+    (folder / "tokens.npy").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"tokens.npy: damaged cache file .*; delete .* to"):
+        tokenize_cached(tok, "mnist", "train", tmp_path, idx_dir)
 
 
 def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, idx_dir):

@@ -231,7 +231,7 @@ def tokenize_cached(tokenizer: WaveletTokenizer, dataset: str, split: str, cache
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 raise
-    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+    arrays = {name: _cached_array(folder, name) for name in _ARRAYS}
     meta = read_json(folder / "meta.json")
     batch = TokenBatch(arrays["tokens"], np.asarray(arrays["offsets"]),
                        np.asarray(arrays["exponents"]), arrays["entries"],
@@ -287,5 +287,13 @@ def codes_cached(tokenizer, dataset: str, split: str, cache_dir, data_dir=None,
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 raise
-    return CodeDataset(np.load(folder / "codes.npy", mmap_mode="r"),
-                       np.asarray(np.load(folder / "labels.npy")))
+    return CodeDataset(_cached_array(folder, "codes"), np.asarray(_cached_array(folder, "labels")))
+
+
+def _cached_array(folder: Path, name: str) -> np.ndarray:
+    """``folder/name.npy`` memory-mapped; a damaged cache gets one line that says what to do."""
+    try:
+        return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder / name}.npy: damaged cache file ({exc}); delete {folder} "
+                         "to rebuild it") from None
