@@ -73,15 +73,20 @@ def test_demo(tmp_path, capsys):
     (["tokenize", "{tmp}/bad.png", "-o", "{tmp}/x.npz"], "not an image"),
     (["detokenize", "{tmp}/bad.png", "-o", "{tmp}/x.png"], "cannot read token file"),
     (["tokenize", "{tmp}/ok.png", "-o", "{tmp}/x.npz", "--wavelet", "nope"], "unknown wavelet"),
-    (["show", "{tmp}/ok.png", "-o", "{tmp}/x.png", "--steps", "0"], "steps must be >= 1"),
+    (["show", "{tmp}/ok.png", "-o", "{tmp}/x.png", "--steps", "0"], "steps must be in 1..256"),
+    (["show", "{tmp}/ok.png", "-o", "{tmp}/x.png", "--steps", "100000"], "steps must be in"),
+    (["tokenize", "{tmp}/ok.png", "-o", "{tmp}/file/x.npz"], "{tmp}/file/x.npz: Not a direc"),
+    (["show", "{tmp}/ok.png", "-o", "{tmp}/file/x.png"], "{tmp}/file/x.png: Not a directory"),
+    (["encode", "{tmp}/ok.png", "{tmp}/file/x.wvc", "--bpp", "1"], "{tmp}/file/x.wvc: Not a dir"),
 ])
 def test_errors_are_one_line_with_status_2(tmp_path, capsys, argv, message):
     (tmp_path / "bad.png").write_bytes(b"garbage")
     write_image(tmp_path / "ok.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / "file").write_bytes(b"a file where a folder is needed")
     code = main([a.format(tmp=tmp_path) for a in argv])
     err = capsys.readouterr().err
     assert code == 2
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert message.format(tmp=tmp_path) in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_existing_output_survives_a_failed_write(digits_dir, tmp_path):

@@ -70,6 +70,8 @@ def write_image(path, image: np.ndarray) -> None:
     try:
         Image.fromarray(a).save(tmp, format=fmt)
         os.replace(tmp, path)
+    except OSError as exc:  # name the file asked for, not the temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()

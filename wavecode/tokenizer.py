@@ -193,6 +193,8 @@ class TokenBatch:
         try:
             np.savez_compressed(tmp, **arrays)
             os.replace(tmp, path)
+        except OSError as exc:  # name the file asked for, not the temp file
+            raise OSError(exc.errno, exc.strerror, path) from None
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)

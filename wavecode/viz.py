@@ -28,14 +28,18 @@ def grid(images, ncols: int | None = None, scale: int = 1, pad: int = 2, pad_val
     return out[..., 0] if c == 1 else out
 
 
+#: the most pictures a progressive display makes of one stream
+MAX_STEPS = 256
+
+
 def prefix_lengths(total: int, steps: int, mode: str = "geometric", plane_ends=None):
     """Prefix lengths for a progressive display of a ``total``-token stream.
 
     ``geometric`` spaces them evenly in log-length (coarse steps get their share), ``linear``
     evenly in length, ``planes`` at the ends of the bit-planes (``plane_ends``).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, not {steps}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be in 1..{MAX_STEPS} (one picture each), not {steps}")
     if mode == "planes":
         if plane_ends is None:
             raise ValueError("mode 'planes' needs the plane ends")

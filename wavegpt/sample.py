@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from wavecode import TokenBatch, WaveletTokenizer
+from wavecode.viz import MAX_STEPS
 
 from ._embedding import StepEmbedding
 from ._io import read_json
@@ -114,8 +115,8 @@ def _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames) -> None:
         raise ValueError(f"cfg must be a finite number >= 0 (1: no guidance), not {cfg}")
     if max_tokens is not None and not max_tokens >= 0:
         raise ValueError(f"max-tokens must be >= 0 (0: no cap of its own), not {max_tokens}")
-    if not frames >= 0:
-        raise ValueError(f"frames must be >= 0, not {frames}")
+    if not 0 <= frames <= MAX_STEPS:
+        raise ValueError(f"frames must be in 0..{MAX_STEPS} (one picture each), not {frames}")
 
 
 @torch.no_grad()
