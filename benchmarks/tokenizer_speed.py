@@ -4,9 +4,10 @@ Measures, in one process, after a warm-up (JIT compile time reported separately)
 * the DWT alone, PyWavelets (batched ``wavedec2``) and wavecode's numba DWT;
 * ``encode``: uint8 images in, tokens + slots out; ``encode`` without slots;
 * ``decode``: tokens in, images out (the full stream);
-* both again with numpy's huge-page advice off (``madvise(MADV_HUGEPAGE)`` on large arrays,
-  which numpy does by default on Linux): output buffers faulted in 4 KiB pages, as the encoder's
-  buffers were when its kernel allocated them (the baseline of that change);
+* both again with numpy's huge-page advice off everywhere (``madvise(MADV_HUGEPAGE)`` on large
+  arrays, which numpy does by default on Linux; the tokenizer's own outputs are allocated
+  without it since session 15 -- ``wavecode.tokenizer._small_pages`` -- so this row differs
+  from the first only in the smaller arrays around them);
 * the slow pure-Python reference of ``tests/reference.py`` on a few images (the baseline).
 Reports medians of ``--repeats`` runs, images/s, and ratios. Writes CompressAI-style JSON and a
 bar plot next to it.

@@ -49,6 +49,14 @@ def test_illegal_streams_name_the_position(tok):
     junk = np.array([9], np.uint8)
     with pytest.raises(ValueError, match="illegal token id 9 at position 0"):
         tok.decode(TokenBatch(junk, np.array([0, 1]), b.exponents, meta=b.meta))
+    # wider integer tokens: values that would wrap to a legal uint8 token are still refused
+    for wide in (256, -1, 2 ** 40 + 3):
+        t = b.tokens.astype(np.int64)
+        t[3] = wide
+        with pytest.raises(ValueError, match=f"illegal token id {wide} at position 3 of stream 0"):
+            tok.decode(TokenBatch(t, b.offsets, b.exponents, meta=b.meta))
+    assert np.array_equal(tok.decode(TokenBatch(b.tokens.astype(np.int16), b.offsets,
+                                                b.exponents, meta=b.meta)), tok.decode(b))
     longer = np.concatenate([b.tokens, [5]]).astype(np.uint8)
     with pytest.raises(ValueError, match="already complete after the final bit-plane"):
         tok.decode(TokenBatch(longer, np.array([0, len(longer)]), b.exponents, meta=b.meta))

@@ -168,3 +168,36 @@ def test_issue_figures_first_300(name, wavelet, fe, quoted_mean, quoted_max, quo
         assert b.lengths.max() == quoted_max
     mse = np.mean((tok.decode(b) - x / 255.0) ** 2, axis=(1, 2))
     assert abs(np.mean(10 * np.log10(1 / mse)) - quoted_psnr) <= 0.06
+
+
+@pytest.mark.parametrize("fe,noisy", [(-3, 1), (-3, 2), (-12, 4)])
+def test_threads_split_the_batch_into_the_same_streams(rng, fe, noisy):
+    """Two threads encode halves of the batch into regions of one buffer, then move the second
+    half down -- in plain copies when the gap is wide (noisy=1), overlapping (2) -- or, when a
+    half outgrew its region (-12: ~25 planes of noise), concatenate. The streams equal one
+    thread's."""
+    x = rng.integers(0, 256, (130, 28, 28)).astype(np.uint8)
+    x[np.arange(130) % 4 >= noisy] = 0      # noise in `noisy` of every 4 images
+    cfg = TokenizerConfig(wavelet="haar", final_exponent=fe)
+    one = WaveletTokenizer(cfg, (28, 28), threads=1).encode(x)
+    two = WaveletTokenizer(cfg, (28, 28), threads=2).encode(x)
+    for name in ("tokens", "offsets", "exponents", "entries", "plane_kinds"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    assert np.array_equal(WaveletTokenizer(cfg, (28, 28), threads=2).encode(x, slots=False).tokens,
+                          one.tokens)
+
+
+@pytest.mark.parametrize("sizes", [(10, 3), (7, 10), (0, 10, 4), (10, 10, 10), (1, 0, 9), (4, 6)])
+def test_gather_moves_chunks_together_in_place(sizes):
+    from wavecode.tokenizer import _gather
+    cap = 10
+    buf = np.full(cap * len(sizes), -1, np.int32)
+    parts = []
+    for j, n in enumerate(sizes):
+        buf[j * cap:j * cap + n] = np.arange(n) + 100 * j
+        parts.append(buf[j * cap:j * cap + n])
+    want = np.concatenate([np.arange(n) + 100 * j for j, n in enumerate(sizes)])
+    moved = [p.copy() for p in parts]   # as if the kernel had reallocated them: concatenated
+    assert np.array_equal(_gather(moved, np.empty_like(buf), cap), want)
+    out = _gather(parts, buf, cap)
+    assert np.array_equal(out, want) and np.shares_memory(out, buf)

@@ -353,6 +353,13 @@ def _scratch(n, nblk, nquad):
 
 
 @njit(cache=True, nogil=True)
+def _move_down(buf, dst, src, n):
+    """``buf[dst:dst + n] = buf[src:src + n]`` for ``dst <= src`` (overlap allowed), in place."""
+    for i in range(n):
+        buf[dst + i] = buf[src + i]
+
+
+@njit(cache=True, nogil=True)
 def _encode_images(images, lo, hi, hp, wp, top, left, ycbcr, levels, final_exponent, max_tokens,
                    want_slots, plan, lay, tokens, ents, pks):
     """Encode ``images[lo:hi]`` (uint8 (B, H, W, C)) into the buffers ``tokens`` (uint8),
@@ -360,9 +367,9 @@ def _encode_images(images, lo, hi, hp, wp, top, left, ycbcr, levels, final_expon
     when an image might not fit.
 
     Returns ``(tokens, entries, plane_kinds, counts, exponents)`` for that range (views of the
-    buffers). The caller allocates the buffers with numpy, which asks the kernel for huge pages
-    on large arrays: filled from several threads, 4 KiB pages faulted in one by one made the
-    slots 2x slower (measured).
+    buffers). The caller allocates the buffers (one region of each per thread, see
+    ``tokenizer._gather`` and ``tokenizer._small_pages``): allocating them in here, one set
+    per thread, and concatenating the results cost ~2x in page faults (measured).
     """
     dlo, dhi, _, _, down_f, down_x, down_off, _, _, _ = plan
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay

@@ -13,6 +13,7 @@ import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -243,6 +244,68 @@ class TokenBatch:
             raise ValueError("entries and plane_kinds must have one value per token")
 
 
+try:  # numpy advises huge pages on large arrays; this switches the advice (numpy >= 1.20)
+    from numpy._core.multiarray import _set_madvise_hugepage
+except ImportError:  # numpy 1.x
+    try:
+        from numpy.core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        _set_madvise_hugepage = None
+
+
+@contextmanager
+def _small_pages():
+    """Allocate without numpy's huge-page advice (4 KiB pages). Where the kernel compacts memory
+    to serve an advised fault (THP ``defrag=madvise``), fresh 2 MiB pages cost anywhere from
+    0.3x to 6x the time of 4 KiB pages on this project's machine (80 MB: 4-5 ms or ~94 ms against
+    16 ms); the batch encoder's and decoder's outputs take the steady cost. Only numpy's flag is
+    switched, for the moment of the allocation (a concurrent allocation elsewhere may miss its
+    advice then: a matter of speed, never of results)."""
+    was = _set_madvise_hugepage(False) if _set_madvise_hugepage is not None else None
+    try:
+        yield
+    finally:
+        if was is not None:
+            _set_madvise_hugepage(was)
+
+
+def _kernel_tokens(tokens) -> np.ndarray:
+    """Tokens as the kernels read them: uint8, as the encoder writes them (no copy). Another
+    integer type is narrowed, every value outside 0..6 becoming 255, which the kernels reject as
+    illegal like the value itself (decoding used to widen all tokens to int64: ~110 MB of fresh
+    pages for the MNIST test set, more time than the decoding on this machine's 4 KiB pages)."""
+    t = np.ascontiguousarray(tokens)
+    if t.dtype == np.uint8:
+        return t
+    return np.where((t >= 0) & (t <= 6), t, 255).astype(np.uint8)
+
+
+def _gather(parts, buf, cap):
+    """The chunks' outputs end to end. Chunk ``j`` wrote into ``buf[j * cap:]``; when every
+    chunk stayed in its region, the streams move down in place (half the data, no new pages)
+    instead of being copied into a fresh array."""
+    if len(parts) == 1:
+        return parts[0]
+    start = buf.ctypes.data
+    in_place = all(p.size == 0 or (p.ctypes.data == start + j * cap * buf.itemsize
+                                   and p.size <= cap) for j, p in enumerate(parts))
+    if not in_place:                 # a chunk outgrew its region: the kernel reallocated it
+        return np.concatenate(parts)
+    pos = 0
+    for j, p in enumerate(parts):
+        src, gap = j * cap, j * cap - pos
+        # blocks no longer than the gap do not overlap: plain copies (memcpy)
+        step = max(gap, 1 << 16)
+        for o in range(0, p.size if j and gap else 0, step):
+            m = min(step, p.size - o)
+            if gap >= m:
+                buf[pos + o:pos + o + m] = buf[src + o:src + o + m]
+            else:
+                _scan._move_down(buf, pos + o, src + o, m)
+        pos += p.size
+    return buf[:pos]
+
+
 class WaveletTokenizer:
     """The wavelet language for images of one shape.
 
@@ -350,31 +413,36 @@ class WaveletTokenizer:
         chunks = self._chunks(len(a))
         cap = max(1024, int(len(a) * self.layout.size * 2 // max(len(chunks), 1)))
         cap = min(cap, 1 << 24)
+        # one numpy buffer per output, a region of ``cap`` per chunk (numpy asks for huge pages:
+        # see _scan._encode_images); the chunks' streams are then moved together in place
+        n_buf = cap * len(chunks)
+        with _small_pages():
+            bufs = (np.empty(n_buf, np.uint8),
+                    np.empty(n_buf if slots else len(chunks), np.int32),
+                    np.empty(n_buf if slots else len(chunks), np.uint8))
 
-        def run(lo_hi):
-            lo, hi = lo_hi
-            m = max(1024, cap)      # numpy buffers: huge pages (see _scan._encode_images)
+        def run(j):
+            lo, hi = chunks[j]
+            regions = [buf[j * cap:(j + 1) * cap] if len(buf) == n_buf else buf[j:j + 1]
+                       for buf in bufs]
             return _scan._encode_images(a, lo, hi, hp, wp, top, left, self._ycbcr, self.levels,
                                         self.config.final_exponent, budget, slots, self._plan,
-                                        self._lay, np.empty(m, np.uint8),
-                                        np.empty(m if slots else 1, np.int32),
-                                        np.empty(m if slots else 1, np.uint8))
+                                        self._lay, *regions)
 
         if len(chunks) == 1:
-            parts = [run(chunks[0])]
+            parts = [run(0)]
         else:
             with ThreadPoolExecutor(len(chunks)) as ex:
-                parts = list(ex.map(run, chunks))
+                parts = list(ex.map(run, range(len(chunks))))
         if not parts:
             return TokenBatch(np.zeros(0, np.uint8), np.zeros(1, np.int64),
                               np.zeros(0, np.int32), np.zeros(0, np.int32) if slots else None,
                               np.zeros(0, np.uint8) if slots else None, self.meta)
-        cat = (lambda k: parts[0][k] if len(parts) == 1 else
-               np.concatenate([p[k] for p in parts]))
         offsets = np.zeros(len(a) + 1, np.int64)
-        np.cumsum(cat(3), out=offsets[1:])
-        return TokenBatch(cat(0), offsets, cat(4), cat(1) if slots else None,
-                          cat(2) if slots else None, self.meta)
+        np.cumsum(np.concatenate([p[3] for p in parts]), out=offsets[1:])
+        out = [_gather([p[k] for p in parts], bufs[k], cap) for k in range(3)]
+        return TokenBatch(out[0], offsets, np.concatenate([p[4] for p in parts]),
+                          out[1] if slots else None, out[2] if slots else None, self.meta)
 
     def encode_pyramids(self, pyramids, exponents=None, *, max_tokens=None, slots=True):
         """Encode coefficient pyramids directly (float64 (B, C, Hp, Wp)); mainly for tests and
@@ -443,9 +511,10 @@ class WaveletTokenizer:
         hp, wp = self.padded_shape
         top, left = self.pad
         b = len(batch)
-        out = np.empty((b, h, w, c), np.float64)
+        with _small_pages():
+            out = np.empty((b, h, w, c), np.float64)
         errors = np.full(b, -1, np.int64)
-        toks = np.ascontiguousarray(batch.tokens).astype(np.int64, copy=False)
+        toks = _kernel_tokens(batch.tokens)
         exps = np.asarray(batch.exponents, np.int64)
         offs = np.asarray(batch.offsets, np.int64)
         self._check_exponents(exps)
@@ -477,7 +546,7 @@ class WaveletTokenizer:
         errors = np.full(b, -1, np.int64)
         exps = np.asarray(batch.exponents, np.int64)
         self._check_exponents(exps)
-        _scan._decode_images(np.asarray(batch.tokens, np.int64), np.asarray(batch.offsets, np.int64),
+        _scan._decode_images(_kernel_tokens(batch.tokens), np.asarray(batch.offsets, np.int64),
                              exps, 0, b, np.zeros((0, 1, 1, c)), hp, wp, 0, 0, False, self.levels,
                              self.config.final_exponent, self._plan, self._lay, errors, False, coef)
         if np.any(errors >= 0):
@@ -489,7 +558,7 @@ class WaveletTokenizer:
         every token (:func:`wavecode.context._annotate`)."""
         from .context import _annotate
         batch = self._check_streams(batch, None)
-        toks = np.ascontiguousarray(batch.tokens).astype(np.int64, copy=False)
+        toks = _kernel_tokens(batch.tokens)
         exps = np.asarray(batch.exponents, np.int64)
         self._check_exponents(exps)
         m = len(toks)
