@@ -201,3 +201,48 @@ def test_gather_moves_chunks_together_in_place(sizes):
     assert np.array_equal(_gather(moved, np.empty_like(buf), cap), want)
     out = _gather(parts, buf, cap)
     assert np.array_equal(out, want) and np.shares_memory(out, buf)
+
+
+def test_overlapping_small_page_allocations_restore_numpy_huge_page_advice(rng):
+    """The batch outputs are allocated with numpy's huge-page advice switched off for the
+    moment; overlapping calls from two threads (A enters, B enters, A leaves, B leaves) must
+    leave it as they found it -- B must not restore the "off" it saw on entering."""
+    import threading
+
+    from wavecode.tokenizer import _set_madvise_hugepage, _small_pages
+    if _set_madvise_hugepage is None:
+        pytest.skip("this numpy has no huge-page advice switch")
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with _small_pages():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def b():
+        a_in.wait(5)
+        with _small_pages():
+            b_in.set()
+            a_out.wait(5)
+
+    for start in (True, False):
+        was = _set_madvise_hugepage(start)
+        try:
+            for e in (a_in, b_in, a_out):
+                e.clear()
+            threads = [threading.Thread(target=f) for f in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            assert _set_madvise_hugepage(start) == start
+        finally:
+            _set_madvise_hugepage(was)
+    # and real encodes from several threads at once
+    tok = WaveletTokenizer("mnist", (28, 28), threads=2)
+    x = rng.integers(0, 256, (200, 28, 28)).astype(np.uint8)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(lambda _: tok.encode(x).tokens, range(8)))
+    assert all(np.array_equal(o, outs[0]) for o in outs)

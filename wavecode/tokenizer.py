@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -253,6 +254,11 @@ except ImportError:  # numpy 1.x
         _set_madvise_hugepage = None
 
 
+_small_pages_lock = threading.Lock()
+_small_pages_users = 0
+_small_pages_was = True
+
+
 @contextmanager
 def _small_pages():
     """Allocate without numpy's huge-page advice (4 KiB pages). Where the kernel compacts memory
@@ -261,12 +267,21 @@ def _small_pages():
     16 ms); the batch encoder's and decoder's outputs take the steady cost. Only numpy's flag is
     switched, for the moment of the allocation (a concurrent allocation elsewhere may miss its
     advice then: a matter of speed, never of results)."""
-    was = _set_madvise_hugepage(False) if _set_madvise_hugepage is not None else None
+    global _small_pages_users, _small_pages_was
+    if _set_madvise_hugepage is None:
+        yield
+        return
+    with _small_pages_lock:     # concurrent calls: the first switches, the last restores
+        if _small_pages_users == 0:
+            _small_pages_was = _set_madvise_hugepage(False)
+        _small_pages_users += 1
     try:
         yield
     finally:
-        if was is not None:
-            _set_madvise_hugepage(was)
+        with _small_pages_lock:
+            _small_pages_users -= 1
+            if _small_pages_users == 0:
+                _set_madvise_hugepage(_small_pages_was)
 
 
 def _kernel_tokens(tokens) -> np.ndarray:
