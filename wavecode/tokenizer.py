@@ -297,8 +297,11 @@ def _kernel_tokens(tokens) -> np.ndarray:
 
 def _gather(parts, buf, cap):
     """The chunks' outputs end to end. Chunk ``j`` wrote into ``buf[j * cap:]``; when every
-    chunk stayed in its region, the streams move down in place (half the data, no new pages)
-    instead of being copied into a fresh array."""
+    chunk stayed in its region, the streams move down in place instead of being copied into a
+    fresh array: the moves land mostly on pages the chunks already touched. (Copying the later
+    chunks' own buffers after the first chunk's output instead, into fresh pages, was 5-20 %
+    slower. The price: the pages past the output that the chunks touched stay with it, up to
+    the first chunk's unused room, ~25 % of the output for MNIST.)"""
     if len(parts) == 1:
         return parts[0]
     start = buf.ctypes.data
@@ -428,8 +431,8 @@ class WaveletTokenizer:
         chunks = self._chunks(len(a))
         cap = max(1024, int(len(a) * self.layout.size * 2 // max(len(chunks), 1)))
         cap = min(cap, 1 << 24)
-        # one numpy buffer per output, a region of ``cap`` per chunk (numpy asks for huge pages:
-        # see _scan._encode_images); the chunks' streams are then moved together in place
+        # one buffer per output, a region of ``cap`` per chunk, in 4 KiB pages (_small_pages);
+        # the chunks' streams are then moved together in place (_gather)
         n_buf = cap * len(chunks)
         with _small_pages():
             bufs = (np.empty(n_buf, np.uint8),
