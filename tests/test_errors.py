@@ -167,3 +167,23 @@ def test_stale_kernel_cache_is_dropped_when_any_kernel_source_changes(tmp_path):
     assert any(f.suffix == ".nbi" for f in cache_dir.iterdir())
     src.write_text(src.read_text() + "# edited\n")
     assert _jitcache.purge_stale([mod])                    # any change: dropped
+
+
+def test_write_atomic_keeps_the_old_file_and_names_the_target(tmp_path):
+    from wavecode._files import write_atomic
+    target = tmp_path / "out.npz"
+    target.write_bytes(b"old")
+
+    def fail(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError(28, "No space left on device", str(tmp))
+
+    with pytest.raises(OSError, match="out.npz") as info:
+        write_atomic(target, fail)
+    assert info.value.filename == str(target) and info.value.errno == 28
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+    with pytest.raises(ValueError, match="boom"):      # not an OSError: passes through
+        write_atomic(target, lambda tmp: (_ for _ in ()).throw(ValueError("boom")))
+    assert sorted(tmp_path.iterdir()) == [target]
+    write_atomic(tmp_path / "new" / "deep.txt", lambda tmp: tmp.write_text("x"))
+    assert (tmp_path / "new" / "deep.txt").read_text() == "x"

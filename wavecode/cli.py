@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import write_atomic
 from .imageio import IMAGE_SUFFIXES, read_image, write_image
 from .tokenizer import PRESETS, TOKEN_NAMES, TokenBatch, TokenizerConfig, WaveletTokenizer
 
@@ -237,17 +238,7 @@ def _read_bytes(path) -> bytes:
 
 
 def _write_atomic(path, data: bytes) -> None:
-    import os
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:  # name the file asked for, not the temp file
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _cmd_decode(args) -> int:

@@ -1,10 +1,11 @@
 """Reading and writing 8-bit images with Pillow (atomic writes, one-line errors)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ._files import write_atomic
 
 __all__ = ["read_image", "write_image", "to_uint8", "IMAGE_SUFFIXES"]
 
@@ -61,17 +62,7 @@ def write_image(path, image: np.ndarray) -> None:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
         raise ValueError(f"cannot write an image of shape {a.shape}")
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image format {path.suffix!r}")
-    try:
-        Image.fromarray(a).save(tmp, format=fmt)
-        os.replace(tmp, path)
-    except OSError as exc:  # name the file asked for, not the temp file
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, lambda tmp: Image.fromarray(a).save(tmp, format=fmt))

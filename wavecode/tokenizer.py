@@ -23,6 +23,7 @@ import pywt
 
 from . import _scan
 from ._dwt import dwt_plan
+from ._files import write_atomic
 from .layout import ScanLayout, scan_layout
 
 if TYPE_CHECKING:
@@ -186,20 +187,16 @@ class TokenBatch:
 
     def save(self, path) -> None:
         """Write an ``.npz`` (atomically: temp file + rename)."""
-        path = os.fspath(path)
-        tmp = path + ".tmp.npz"
         arrays = dict(tokens=self.tokens, offsets=self.offsets, exponents=self.exponents,
                       meta=np.array(json.dumps(self.meta)))
         if self.entries is not None:
             arrays.update(entries=self.entries, plane_kinds=self.plane_kinds)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        except OSError as exc:  # name the file asked for, not the temp file
-            raise OSError(exc.errno, exc.strerror, path) from None
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:   # a file object: numpy appends no ".npz"
+                np.savez_compressed(f, **arrays)
+
+        write_atomic(path, write)
 
     @classmethod
     def load(cls, path) -> "TokenBatch":

@@ -51,36 +51,26 @@ def _load_codes(path):
 
 def _write_gif(path, frames, duration_ms: int = 120) -> None:
     """Animated GIF of uint8 frames, written atomically."""
-    import os
-
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    from wavecode._files import write_atomic
+
     ims = [Image.fromarray(f) for f in frames]
-    try:
-        ims[0].save(tmp, format="GIF", save_all=True, append_images=ims[1:],
-                    duration=duration_ms, loop=0)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, lambda tmp: ims[0].save(tmp, format="GIF", save_all=True,
+                                               append_images=ims[1:], duration=duration_ms,
+                                               loop=0))
 
 
 def _save_codes(path, codes) -> None:
-    import os
-
     import numpy as np
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    try:
-        np.savez(tmp, codes=codes)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    from wavecode._files import write_atomic
+
+    def write(tmp):
+        with open(tmp, "wb") as f:      # a file object: numpy appends no ".npz"
+            np.savez(f, codes=codes)
+
+    write_atomic(path, write)
 
 
 def _cmd_sample(args) -> int:

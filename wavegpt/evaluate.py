@@ -9,13 +9,14 @@ The classifier is trained once per data set and cached (``classifier-<dataset>.p
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from wavecode._files import write_atomic
 
 __all__ = ["DigitCNN", "load_or_train_classifier", "classify", "features", "frechet_distance",
            "class_accuracy"]
@@ -122,10 +123,8 @@ def load_or_train_classifier(dataset: str, cache_dir, data_dir=None, progress: b
     model = train_classifier(x, y, progress=progress)
     xt, yt = load_images(dataset, "test", data_dir)
     acc = float((classify(model, xt) == yt).mean())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"state": model.state_dict(), "test_accuracy": acc}, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save({"state": model.state_dict(),
+                                               "test_accuracy": acc}, tmp))
     return model, acc
 
 
@@ -234,7 +233,5 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
     pick = np.concatenate([np.flatnonzero(classes == c)[:k]
                            for c in range(model.config.num_classes)])
     write_image(run / "eval_samples.png", grid(images[pick], ncols=k, scale=2))
-    tmp = run / ".eval.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, run / "eval.json")
+    write_atomic(run / "eval.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result

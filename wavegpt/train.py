@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from wavecode import WaveletTokenizer
+from wavecode._files import write_atomic
 
 from ._checks import check_settings
 from ._io import atomic_dir_write, load_torch, load_wavegpt
@@ -369,9 +370,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "config": asdict(cfg)}
-        tmp = out / ".trainer.pt.tmp"
-        torch.save(blob, tmp)
-        os.replace(tmp, out / "trainer.pt")
+        write_atomic(out / "trainer.pt", lambda tmp: torch.save(blob, tmp))
 
     model.train()
     last = {}

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from wavecode._files import write_atomic
 
 from ._checks import check_settings
 from .data import load_images
@@ -167,7 +168,5 @@ def train_tokenizer(cfg: TokenizerTrainConfig, progress: bool = True) -> dict:
         metrics.update(_usage(codes.reshape((len(codes),) + tok.code_shape), tok.n_tokens))
     out = Path(cfg.out)
     tok.save(out)
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1))
-    os.replace(tmp, out / "metrics.json")
+    write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=1)))
     return metrics
