@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_dir_write
+from ._io import atomic_dir_write, read_json
 
 __all__ = ["PixelTokenizer", "BandVQTokenizer", "load_tokenizer", "tokenizer_from_meta",
            "KINDS"]
@@ -202,11 +202,8 @@ def load_tokenizer(path):
     if not (path / CONFIG_NAME).is_file():
         raise ValueError(f"{path}: not a tokenizer folder (no {CONFIG_NAME}); train one with "
                          "'wavegpt train-tokenizer'")
-    try:
-        meta = json.loads((path / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path / CONFIG_NAME}: unreadable ({exc})") from None
-    kind = meta.get("kind")
+    meta = read_json(path / CONFIG_NAME)
+    kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind == "pixel":
         return tokenizer_from_meta(meta)
     if kind == "bandvq":
