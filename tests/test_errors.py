@@ -187,3 +187,11 @@ def test_write_atomic_keeps_the_old_file_and_names_the_target(tmp_path):
     assert sorted(tmp_path.iterdir()) == [target]
     write_atomic(tmp_path / "new" / "deep.txt", lambda tmp: tmp.write_text("x"))
     assert (tmp_path / "new" / "deep.txt").read_text() == "x"
+
+
+def test_images_over_pillows_size_guard_get_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+    Image.new("L", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # 4096 px > 2x: Pillow refuses
+    with pytest.raises(ValueError, match=r"big.png: too large \(Image size \(4096 pixels\)"):
+        read_image(tmp_path / "big.png")

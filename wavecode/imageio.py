@@ -40,6 +40,8 @@ def read_image(path, mode: str | None = None) -> np.ndarray:
         raise ValueError(f"{path}: is a directory") from None
     except UnidentifiedImageError:
         raise ValueError(f"{path}: not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:  # Pillow's guard against huge images
+        raise ValueError(f"{path}: too large ({exc})") from None
     except (OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: cannot read image ({exc})") from None
 
