@@ -256,6 +256,18 @@ def test_image_folder_loader_splits_resizes_and_rejects_bad_files(face_dir, tmp_
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         load_images("ffhq", "test", tmp_path / "empty", 16)
+    # over Pillow's decompression-bomb guard: one line too
+    from PIL import Image
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    Image.new("RGB", (64, 64)).save(huge / "a.png")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 1000
+    try:
+        with pytest.raises(ValueError, match=r"a.png: cannot read the image \(Image size"):
+            load_images("ffhq", "train", huge, 16)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
 
 
 def _parquet_copy(folder, name, images, labels=None):

@@ -69,7 +69,7 @@ def load_image_folder(folder, split: str, size: int | None = None):
         try:
             with Image.open(f) as im:
                 out.append(_resized(im, size))
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{f}: cannot read the image ({exc})") from None
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
