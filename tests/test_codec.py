@@ -102,6 +102,37 @@ def test_corrupted_header_is_rejected():
             decompress(bytes(bad))
 
 
+def _header(h, w, c):
+    """A valid header (CRC and all) for an h x w x c lossy image, no payload."""
+    import struct
+    import zlib
+
+    from wavecode.codec import _HEADER, MAGIC, VERSION, _levels_for
+    head = _HEADER.pack(MAGIC, VERSION, h, w, c, _levels_for(h, w), 0, 8, 3, -5,
+                        1 if c == 3 else 0, 0)
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def test_a_header_asking_for_terabytes_is_refused(tmp_path, capsys, monkeypatch):
+    """34 bytes can claim a 65535 x 65535 colour image: refused up front, in one line."""
+    data = _header(65535, 65535, 3) + b"\0" * 8
+    assert info(data)["height"] == 65535
+    with pytest.raises(ValueError, match=r"not enough memory to decode a 65535x65535x3 image"):
+        decompress(data)
+    (tmp_path / "huge.wvc").write_bytes(data)
+    assert main(["decode", str(tmp_path / "huge.wvc"), str(tmp_path / "x.png")]) == 2
+    assert "not enough memory" in capsys.readouterr().err
+    # below the up-front bound, an allocation that fails is the same one line
+    import wavecode.codec as codec
+    small = compress(smooth_image((16, 16)), bpp=2.0)
+
+    def no_memory(*args):
+        raise MemoryError
+    monkeypatch.setattr(codec, "_plan", no_memory)
+    with pytest.raises(ValueError, match=r"not enough memory to decode a 16x16x1 image"):
+        decompress(small)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300), st.sampled_from([(16, 16), (9, 13, 3)]))
 def test_decoder_fuzz_payload(payload, shape):

@@ -195,3 +195,21 @@ def test_images_over_pillows_size_guard_get_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # 4096 px > 2x: Pillow refuses
     with pytest.raises(ValueError, match=r"big.png: too large \(Image size \(4096 pixels\)"):
         read_image(tmp_path / "big.png")
+
+
+def test_a_token_file_claiming_a_huge_image_is_refused(tmp_path, capsys):
+    """The image shape in a token file's metadata is the file's word: a 10^6 x 10^6 claim is
+    refused before any table is built, in one line."""
+    import json
+
+    from wavecode.cli import main
+    with pytest.raises(ValueError, match="not enough memory for the scan tables"):
+        WaveletTokenizer("mnist", (10 ** 6, 10 ** 6))
+    b = WaveletTokenizer("mnist", (28, 28)).encode(np.zeros((1, 28, 28), np.uint8))
+    meta = dict(b.meta, image_shape=[10 ** 6, 10 ** 6, 1])
+    np.savez(tmp_path / "t.npz", tokens=b.tokens, offsets=b.offsets, exponents=b.exponents,
+             meta=np.array(json.dumps(meta)))
+    assert main(["detokenize", str(tmp_path / "t.npz"), "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "not enough memory" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists()

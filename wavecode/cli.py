@@ -359,6 +359,9 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"wavecode: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("wavecode: error: not enough memory for this input", file=sys.stderr)
+        return 2
     except OSError as exc:  # unwritable output folder, full disk ...
         print(f"wavecode: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2

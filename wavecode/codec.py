@@ -42,7 +42,7 @@ from . import _codec
 from ._codec_prior import PRIOR
 from ._lifting import _fwd2d, codec_bands
 from ._scan import YCBCR
-from .layout import layout_from_bands
+from .layout import check_memory, layout_from_bands
 
 __all__ = ["compress", "decompress", "info", "HEADER_SIZE"]
 
@@ -326,6 +326,17 @@ def info(data: bytes) -> dict:
             "payload_bytes": len(b) - HEADER_SIZE, "bpp": 8 * len(b) / (h * w)}
 
 
+# the decoder's tables and buffers, per coefficient: ~77 bytes measured on Kodak (scan tables
+# ~51, contexts' state and coefficients ~26); a lower bound, to refuse hopeless sizes up front
+_BYTES_PER_COEFFICIENT = 64
+
+
+def _check_memory(h: int, w: int, c: int) -> None:
+    """``ValueError`` when decoding an h x w x c image could not fit in this machine's memory
+    (a header is the file's word: 34 bytes can ask for terabytes)."""
+    check_memory(_BYTES_PER_COEFFICIENT * h * w * c, f"to decode a {h}x{w}x{c} image")
+
+
 def decompress(data, *, max_bytes: int | None = None, return_complete: bool = False):
     """Decode a ``.wvc`` byte string (or its first ``max_bytes``) into a uint8 image.
 
@@ -339,13 +350,17 @@ def decompress(data, *, max_bytes: int | None = None, return_complete: bool = Fa
     hdr = info(b)
     h, w, c, levels = hdr["height"], hdr["width"], hdr["channels"], hdr["levels"]
     lossless = hdr["lossless"]
-    lay, k, cx, norms = _plan(c, h, w, levels)
-    payload = np.frombuffer(b, np.uint8, offset=HEADER_SIZE)
-    approx = np.empty(lay.size, np.float64)
-    _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k, cx, w,
-                                       c * h * w, approx, PRIOR)
-    out = np.empty((h, w, c), np.uint8)
-    _codec._pixels(approx, lay.flat, norms, lossless, complete, c, h, w, levels,
-                   numba.get_num_threads(), out)
+    _check_memory(h, w, c)
+    try:
+        lay, k, cx, norms = _plan(c, h, w, levels)
+        payload = np.frombuffer(b, np.uint8, offset=HEADER_SIZE)
+        approx = np.empty(lay.size, np.float64)
+        _, complete = _codec._codec_decode(payload, hdr["exponent"], hdr["final_exponent"], k,
+                                           cx, w, c * h * w, approx, PRIOR)
+        out = np.empty((h, w, c), np.uint8)
+        _codec._pixels(approx, lay.flat, norms, lossless, complete, c, h, w, levels,
+                       numba.get_num_threads(), out)
+    except MemoryError:     # the header's size is the file's word: a few bytes can ask for TBs
+        raise ValueError(f"not enough memory to decode a {h}x{w}x{c} image") from None
     img = out[..., 0] if c == 1 else out
     return (img, bool(complete)) if return_complete else img

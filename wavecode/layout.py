@@ -14,6 +14,7 @@ group token at entry ``i`` skips to ``blk_end[i]`` or ``quad_end[i]``.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -110,11 +111,28 @@ def _fill(bands, channels, width, ch, row, col, sbi, blk, bst, bend, quad, qst, 
     return nb, nq
 
 
+def check_memory(need: int, what: str) -> None:
+    """``ValueError`` when ``need`` bytes exceed this machine's physical memory: sizes come from
+    files (a .wvc header, a token file's metadata), and a few bytes can ask for terabytes."""
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):     # not POSIX: allocations fail as they may
+        return
+    if need > have:
+        raise ValueError(f"not enough memory {what} (needs over {need / 2 ** 30:.0f} GiB, this "
+                         f"machine has {have / 2 ** 30:.0f})")
+
+
+#: bytes per entry of the scan tables (eight int32, two uint8, flat int64, starts)
+_TABLE_BYTES = 43
+
+
 def layout_from_bands(channels: int, height: int, width: int, bands) -> ScanLayout:
     """Scan tables for any list of subband rectangles ``(row0, col0, h, w, level, orientation)``
     (in scan order) of a ``channels x height x width`` pyramid."""
     bands = np.asarray(bands, np.int64).reshape(-1, 6)
     n = int(channels * np.sum(bands[:, 2] * bands[:, 3]))
+    check_memory(_TABLE_BYTES * n, f"for the scan tables of a {channels}x{height}x{width} pyramid")
     i32 = lambda: np.empty(n, np.int32)  # noqa: E731
     ch, row, col, sbi, blk, bend, quad, qend = (i32() for _ in range(8))
     bst = np.empty(n, np.uint8)
