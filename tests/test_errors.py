@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wavecode import TokenBatch, TokenizerConfig, WaveletTokenizer
+from wavecode import TokenBatch, TokenizerConfig, WaveletTokenizer, compress
 from wavecode.datasets import load_idx_split, read_idx
 from wavecode.imageio import read_image
 from wavecode.layout import scan_layout
@@ -213,3 +213,14 @@ def test_a_token_file_claiming_a_huge_image_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not enough memory" in err and err.count("\n") == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_budgets_beyond_int64_mean_no_limit(tok):
+    """Counts from the command line can exceed int64: a budget or prefix longer than any stream
+    keeps the whole streams (no overflow inside the kernels)."""
+    x = np.full((2, 28, 28), 99, np.uint8)
+    full = tok.encode(x)
+    for big in (2 ** 63, 10 ** 20):
+        assert np.array_equal(tok.encode(x, max_tokens=big).tokens, full.tokens)
+        assert np.array_equal(full.truncate(big).tokens, full.tokens)
+    assert len(compress(np.zeros((8, 8), np.uint8), bpp=1e308)) > 0

@@ -178,7 +178,8 @@ def test_temperature_zero_takes_the_most_likely_legal_token(data):
                                       (dict(temperature=-1.0), "temperature"),
                                       (dict(cfg=-0.5), "cfg"), (dict(max_tokens=-1), "max-tokens"),
                                       (dict(frames=-1), "frames must be in 0..256"),
-                                      (dict(frames=10 ** 6), "frames must be in 0..256")])
+                                      (dict(frames=10 ** 6), "frames must be in 0..256"),
+                                      (dict(seed=2 ** 64), "seed must be in 0..2")])
 def test_sampling_settings_out_of_range_are_refused(data, kw, match):
     tok, _, _ = data
     with pytest.raises(ValueError, match=match):

@@ -163,6 +163,8 @@ def test_a_zero_token_budget_means_the_full_streams():
 
 
 @pytest.mark.parametrize("args,match", [(["--preset", "huge"], "unknown preset"),
+                                        (["--seed", "-1"], "seed must be in 0..2**63 - 1"),
+                                        (["--seed", str(2 ** 64)], "seed must be in 0..2**63"),
                                         (["--batch-size", "0"], "batch-size must be >= 1"),
                                         (["--lr", "nan"], "lr must be a finite number > 0"),
                                         (["--ckpt-every", "0"], "ckpt-every must be >= 1"),

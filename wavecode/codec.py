@@ -253,7 +253,7 @@ def compress(image, *, bpp: float | None = None, psnr: float | None = None,
     if bpp is not None:
         if not (isinstance(bpp, numbers.Real) and math.isfinite(bpp) and bpp > 0):
             raise ValueError(f"bpp must be a finite number > 0, not {bpp!r}")
-        limit = int(bpp * h * w / 8)
+        limit = int(min(bpp * h * w / 8, limit))   # 1e308 bpp: no limit, not an overflow
     if psnr is not None and not (isinstance(psnr, numbers.Real) and math.isfinite(psnr)
                                  and psnr > 0):
         raise ValueError(f"psnr must be a finite number > 0 (dB), not {psnr!r}")

@@ -183,6 +183,7 @@ class TokenBatch:
         """Keep the first ``n`` tokens of every stream (a coarser image of each)."""
         if n < 0:
             raise ValueError(f"prefix length must be >= 0, not {n}")
+        n = min(int(n), len(self.tokens))         # longer than any stream: the whole streams
         return self.select(np.full(len(self), n, np.int64))
 
     def save(self, path) -> None:
@@ -422,7 +423,7 @@ class WaveletTokenizer:
         budget = max_tokens if max_tokens is not None else self.config.max_tokens
         if budget is not None and budget < 0:
             raise ValueError(f"max_tokens must be >= 0, not {budget}")
-        budget = _NO_LIMIT if budget is None else int(budget)
+        budget = _NO_LIMIT if budget is None else min(int(budget), _NO_LIMIT)
         hp, wp = self.padded_shape
         top, left = self.pad
         chunks = self._chunks(len(a))
@@ -468,7 +469,7 @@ class WaveletTokenizer:
         if p.ndim != 4 or p.shape[1:] != want:
             raise ValueError(f"pyramids must have shape (B, {want[0]}, {want[1]}, {want[2]})")
         b = len(p)
-        budget = _NO_LIMIT if max_tokens is None else int(max_tokens)
+        budget = _NO_LIMIT if max_tokens is None else min(int(max_tokens), _NO_LIMIT)
         e_in = np.full(b, -(2 ** 31), np.int64) if exponents is None else \
             np.asarray(exponents, np.int64)
         # upper bound per image, then compact

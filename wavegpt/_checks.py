@@ -5,11 +5,14 @@ import math
 
 
 def check_settings(cfg, positive=(), non_negative=(), positive_float=(), non_negative_float=(),
-                   optional_positive=()) -> None:
+                   optional_positive=(), seeds=("seed",)) -> None:
     """Raise ``ValueError`` naming the first field of ``cfg`` out of its range (NaN and
-    infinity included)."""
+    infinity included; ``seeds``: what numpy and torch both take, 0 .. 2**63 - 1)."""
     def bad(name, want):
         raise ValueError(f"{name.replace('_', '-')} must be {want}, not {getattr(cfg, name)!r}")
+    for name in seeds:
+        if not 0 <= getattr(cfg, name) < 2 ** 63:
+            bad(name, "in 0..2**63 - 1")
     for name in positive:
         if not getattr(cfg, name) >= 1:
             bad(name, ">= 1")

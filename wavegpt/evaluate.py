@@ -174,7 +174,7 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
     from .train import evaluate_bits
     from .train_tokenizer import psnr
 
-    _check_sampling(top_k, top_p, temperature, cfg, None, 0)
+    _check_sampling(top_k, top_p, temperature, cfg, None, 0, seed)
     for name, v in (("n", n_per_class), ("test-images", test_images), ("batch-size", batch_size)):
         if not v >= 1:
             raise ValueError(f"{name} must be >= 1, not {v}")

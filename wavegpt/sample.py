@@ -102,7 +102,7 @@ def _prefill_inputs(model, tok, prefix: TokenBatch, class_ids, next_slots, next_
     return ids, own, nxt, ctx, valid
 
 
-def _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames) -> None:
+def _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames, seed=0) -> None:
     """One clear error for a setting out of range (NaN included), before any work."""
     if top_k is not None and not top_k >= 0:
         raise ValueError(f"top-k must be >= 0 (0: off), not {top_k}")
@@ -115,6 +115,8 @@ def _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames) -> None:
         raise ValueError(f"cfg must be a finite number >= 0 (1: no guidance), not {cfg}")
     if max_tokens is not None and not max_tokens >= 0:
         raise ValueError(f"max-tokens must be >= 0 (0: no cap of its own), not {max_tokens}")
+    if not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be in 0..2**63 - 1, not {seed}")
     if not 0 <= frames <= MAX_STEPS:
         raise ValueError(f"frames must be in 0..{MAX_STEPS} (one picture each), not {frames}")
 
@@ -150,7 +152,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     """
     from tqdm import tqdm
 
-    _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames)
+    _check_sampling(top_k, top_p, temperature, cfg, max_tokens, frames, seed)
     model.eval()
     config = model.config
     classes = np.asarray(classes, np.int64).reshape(-1)
