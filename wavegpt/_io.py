@@ -44,14 +44,11 @@ def read_json(path):
 def load_wavegpt(run):
     """The ``WaveGPTForCausalLM`` of a run folder (``run/model``), on the CPU; ``ValueError`` if
     the folder is not a run or its model files are corrupt."""
-    from transformers.utils import logging as hf_logging
-
     from .modeling_wavegpt import WaveGPTForCausalLM
 
     folder = Path(run) / "model"
     if not (folder / "config.json").exists():
         raise ValueError(f"{run}: not a wavegpt run folder (no model/config.json)")
-    hf_logging.disable_progress_bar()
     try:
         return WaveGPTForCausalLM.from_pretrained(folder)
     except Exception as exc:  # JSON, safetensors and missing-file errors each have their own type

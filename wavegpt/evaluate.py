@@ -186,7 +186,10 @@ def evaluate_run(run_dir, *, dataset: str | None = None, data_dir=None,
             saved = read_json(info)
             dataset = saved.get("dataset") if isinstance(saved, dict) else None
         elif (run / "trainer.pt").exists():
-            dataset = load_torch(run / "trainer.pt", weights_only=False)["config"]["dataset"]
+            info = run / "trainer.pt"
+            saved = load_torch(info, weights_only=False)
+            saved = saved.get("config") if isinstance(saved, dict) else None
+            dataset = saved.get("dataset") if isinstance(saved, dict) else None
         else:
             raise ValueError(f"{run}: no train_config.json; give --dataset")
         if not isinstance(dataset, str):
