@@ -219,6 +219,25 @@ def test_rewind_keeps_the_prefix_and_regenerates_the_tail(data, context):
         cut_prefix(tok, first)
 
 
+def test_prefixes_in_another_language_are_refused_by_name(data):
+    """Streams written with other settings would fail at some "illegal token"; they are refused
+    up front, naming what differs. A token budget is no difference: it only cuts streams."""
+    tok, _, _ = data
+    model = tiny(tok)
+    images, _ = load_sample_digits()
+    other = WaveletTokenizer.from_preset("mnist", (28, 28), final_exponent=-1)
+    alien = other.encode(images[:2])
+    with pytest.raises(ValueError, match=r"another language .*final_exponent -1 \(the model's"):
+        cut_prefix(tok, alien, keep_planes=1)
+    with pytest.raises(ValueError, match=r"final_exponent -1 \(the model's: 0\)"):
+        sample(model, [1, 1], prefix=alien.select(np.full(2, 5)), seed=0)
+    budget = WaveletTokenizer.from_preset("mnist", (28, 28), final_exponent=0, max_tokens=50)
+    same = budget.encode(images[:2])
+    assert same.meta != tok.meta
+    again, _ = sample(model, [1, 1], prefix=cut_prefix(tok, same, rewind=10), seed=0)
+    assert np.array_equal(again.stream(0)[:40], same.stream(0)[:40])
+
+
 def test_frechet_distance_matches_the_closed_form():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(20000, 3))

@@ -38,12 +38,31 @@ def draw_exponents(table: dict, classes, rng) -> np.ndarray:
     return np.array(out, np.int64)
 
 
+def check_same_language(tokenizer: WaveletTokenizer, batch: TokenBatch) -> None:
+    """``ValueError`` when ``batch`` says it was written in another language than
+    ``tokenizer``'s (wavelet, thresholds, image shape ...): its tokens would otherwise fail with
+    a misleading "illegal token" somewhere. A batch without settings is taken as it is."""
+    if not batch.meta:
+        return
+
+    def settings(meta):     # a token budget only cuts streams: the same language
+        config = {k: v for k, v in meta["config"].items() if k != "max_tokens"}
+        return dict(config, image_shape=tuple(meta["image_shape"]))
+
+    theirs, ours = settings(WaveletTokenizer.from_meta(batch.meta).meta), settings(tokenizer.meta)
+    diff = [f"{k} {theirs[k]} (the model's: {ours[k]})" for k in ours if theirs[k] != ours[k]]
+    if diff:
+        raise ValueError("the streams were written in another language than this model's: "
+                         + ", ".join(diff))
+
+
 def cut_prefix(tokenizer: WaveletTokenizer, batch: TokenBatch, rewind: int | None = None,
                keep_planes: int | None = None) -> TokenBatch:
     """Prefixes of ``batch`` to regenerate from: drop the last ``rewind`` tokens of each stream,
     or keep only its first ``keep_planes`` bit-planes."""
     if (rewind is None) == (keep_planes is None):
         raise ValueError("give exactly one of rewind and keep_planes")
+    check_same_language(tokenizer, batch)
     if rewind is not None:
         if rewind < 0:
             raise ValueError(f"rewind must be >= 0, not {rewind}")
@@ -177,6 +196,7 @@ def sample(model, classes, *, exponents=None, run_dir=None, top_k: int | None = 
     if prefix is not None:
         if len(prefix) != b:
             raise ValueError(f"{len(prefix)} prefix streams for {b} samples")
+        check_same_language(tok, prefix)
         if exponents is None:
             exponents = prefix.exponents
     if exponents is None:
