@@ -328,13 +328,8 @@ def info(data: bytes) -> dict:
 
 # the decoder's tables and buffers, per coefficient: ~77 bytes measured on Kodak (scan tables
 # ~51, contexts' state and coefficients ~26); a lower bound, to refuse hopeless sizes up front
+# (a header is the file's word: 34 bytes can ask for terabytes)
 _BYTES_PER_COEFFICIENT = 64
-
-
-def _check_memory(h: int, w: int, c: int) -> None:
-    """``ValueError`` when decoding an h x w x c image could not fit in this machine's memory
-    (a header is the file's word: 34 bytes can ask for terabytes)."""
-    check_memory(_BYTES_PER_COEFFICIENT * h * w * c, f"to decode a {h}x{w}x{c} image")
 
 
 def decompress(data, *, max_bytes: int | None = None, return_complete: bool = False):
@@ -350,7 +345,7 @@ def decompress(data, *, max_bytes: int | None = None, return_complete: bool = Fa
     hdr = info(b)
     h, w, c, levels = hdr["height"], hdr["width"], hdr["channels"], hdr["levels"]
     lossless = hdr["lossless"]
-    _check_memory(h, w, c)
+    check_memory(_BYTES_PER_COEFFICIENT * h * w * c, f"to decode a {h}x{w}x{c} image")
     try:
         lay, k, cx, norms = _plan(c, h, w, levels)
         payload = np.frombuffer(b, np.uint8, offset=HEADER_SIZE)

@@ -310,7 +310,7 @@ def main(argv=None) -> int:
         print(f"wavegpt: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError:         # torch's CPU out-of-memory is a RuntimeError: left as it is
-        print("wavegpt: error: not enough memory (try a smaller --batch-size)", file=sys.stderr)
+        print("wavegpt: error: not enough memory for this run", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wavegpt: interrupted", file=sys.stderr)
