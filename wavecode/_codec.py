@@ -155,14 +155,14 @@ _MIXER_INIT = _mixer_init()
 @njit(cache=True, nogil=True, inline="always")
 def _prob(p1, p2, mx, k, ctx):
     """P(decision = 0) of 2**16 for a decision of kind ``k`` (``_kind_of(ctx)``), and what
-    ``_adapt`` needs: (p, kind, x0, x1, the mixed probability of 4096)."""
+    ``_adapt`` needs: (p, x0, x1, the mixed probability of 4096)."""
     x0 = np.int64(_STRETCH[_u(p1[_u(ctx)] >> 4)])
     x1 = np.int64(_STRETCH[_u(p2[_u(ctx), 0] >> 4)])
     w = 3 * k
     d = (mx[_u(w)] * x0 + mx[_u(w + 1)] * x1 + mx[_u(w + 2)] * 256) >> 16
     d = min(max(d, -2047), 2047)
     pm = np.int64(_SQUASH_FULL[_u(d + 2048)])
-    return min(max(pm << 4, 32), _P_ONE - 32), k, x0, x1, pm
+    return min(max(pm << 4, 32), _P_ONE - 32), x0, x1, pm
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -211,7 +211,7 @@ def _enc_bit(st, out, p1, p2, kind, ctx, bit):
     mx = p1[N_CTX:]
     # low and range in locals: numba cannot tell ``st`` from the probability arrays, so every
     # access to st[...] after an update of p1 / p2 would be a reload
-    p, k, x0, x1, pm = _prob(p1, p2, mx, kind, ctx)
+    p, x0, x1, pm = _prob(p1, p2, mx, kind, ctx)
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
     if bit:
@@ -219,7 +219,7 @@ def _enc_bit(st, out, p1, p2, kind, ctx, bit):
         rng -= bound
     else:
         rng = bound
-    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, pm)
+    _adapt(p1, p2, mx, ctx, bit, kind, x0, x1, pm)
     while rng < _TOP:
         rng <<= 8
         _enc_shift(st, out)
@@ -231,7 +231,7 @@ def _dec_bit(st, data, p1, p2, kind, ctx):
     """Decode one decision; st: code, range, pos, exhausted. After a byte is found missing,
     ``st[3]`` is set and the caller must stop (the returned bit is still exact)."""
     mx = p1[N_CTX:]
-    p, k, x0, x1, pm = _prob(p1, p2, mx, kind, ctx)
+    p, x0, x1, pm = _prob(p1, p2, mx, kind, ctx)
     code = st[0]
     rng = st[1]
     bound = (rng >> PROB_BITS) * p
@@ -242,7 +242,7 @@ def _dec_bit(st, data, p1, p2, kind, ctx):
         code -= bound
         rng -= bound
         bit = 1
-    _adapt(p1, p2, mx, ctx, bit, k, x0, x1, pm)
+    _adapt(p1, p2, mx, ctx, bit, kind, x0, x1, pm)
     if rng < _TOP:
         pos = st[2]
         while rng < _TOP:
