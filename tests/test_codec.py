@@ -535,6 +535,33 @@ def test_rd_thinning_drops_only_lone_barely_significant_coefficients():
             assert np.array_equal(got, isolated_in_plane(vals, flat, c, h, w, t))
 
 
+def test_significance_list_merges_a_rounds_new_coefficients_in_scan_order():
+    # the R pass's list: old significant coefficients + the P pass's and the S pass's new ones
+    # (each pushed in scan order, interleaved with each other) -> one sorted list, as
+    # np.flatnonzero of the significance would give
+    from wavecode import _codec
+    rng = np.random.default_rng(3)
+    for n, n_old, n_p, n_s in ((50, 10, 7, 9), (40, 0, 5, 0), (40, 12, 0, 6), (30, 0, 0, 30),
+                               (64, 20, 0, 0), (1, 0, 1, 0), (200, 90, 40, 70)):
+        pick = rng.permutation(n)
+        old = np.sort(pick[:n_old])
+        new_p = np.sort(pick[n_old:n_old + n_p])
+        new_s = np.sort(pick[n_old + n_p:n_old + n_p + n_s])
+        sl = np.full(_codec._SL_HEAD + 2 * n, -7, np.int32)
+        sl[:_codec._SL_HEAD] = 0
+        sl[_codec._SL_HEAD:_codec._SL_HEAD + n_old] = old
+        sl[0] = n_old
+        for j in new_p:
+            _codec._push_sig(sl, n, j)
+        sl[2] = sl[1]
+        for j in new_s:
+            _codec._push_sig(sl, n, j)
+        _codec._merge_sig(sl, n)
+        assert sl[0] == n_old + n_p + n_s and sl[1] == 0 and sl[2] == 0
+        got = sl[_codec._SL_HEAD:_codec._SL_HEAD + sl[0]]
+        assert np.array_equal(got, np.sort(np.r_[old, new_p, new_s]))
+
+
 @pytest.mark.parametrize("shape,bpp", [((48, 64, 3), 0.6), ((64, 48), 0.3), ((64, 48), 1.5)])
 def test_rdo_resumes_from_the_cut_plane_as_a_full_second_pass_would(shape, bpp):
     # the thinning's definition: encode once, find the round the cut falls in, zero the lone

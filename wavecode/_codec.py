@@ -495,7 +495,8 @@ def _ctx_ref(i, p, sgw, sp, flat, cb):
 #      coefficient gets at once in the language), and a last round codes those of the final
 #      plane. The language's refinement at threshold T decides the T/2 bit, so coded in its own
 #      plane it would cost as many bits as EBCOT's refinements for a quarter of their
-#      distortion reduction; one round late it is EBCOT's magnitude-refinement bit.
+#      distortion reduction; one round late it is EBCOT's magnitude-refinement bit. The pass
+#      reads the significant coefficients from a list in scan order (``_merge_sig``).
 # Every token is coded exactly once, so the decoded coefficients equal the language's; only the
 # order (what a cut keeps) differs. Decisions never depend on refinements, so deferring them is
 # decodable.
@@ -549,12 +550,11 @@ def _next_phase(ph, pp, nplanes):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, groups, bend, brun):
+def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, bend, brun):
     """The first entry from ``j`` (a 2x2 block start or a lone coefficient) in a 2x2 block that
-    holds a significant coefficient, or a lone coefficient -- with ``groups``, also the start of
-    an empty 2x2 block inside a 4x4 block that holds one: the P and R passes jump over empty
-    channel subbands and empty 4x4 (and 2x2) blocks, which fine subbands are mostly made of,
-    instead of walking them."""
+    holds a significant coefficient, a lone coefficient, or the start of an empty 2x2 block
+    inside a 4x4 block that holds one: the P pass jumps over empty channel subbands and empty
+    4x4 blocks, which fine subbands are mostly made of, instead of walking them."""
     while j < n:
         e = bend[_u(j)]
         if e > 0 and bsig[_u(brun[_u(j)])] == 0:
@@ -566,7 +566,7 @@ def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, groups, bend, b
             continue
         q = quad[_u(j)]
         if q >= 0 and qsig[_u(q)] == 0:
-            if groups and b >= 0:
+            if b >= 0:
                 return j
             j = quad_end[_u(j)]
             continue
@@ -575,12 +575,60 @@ def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, groups, bend, b
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pass_codes(ph, j, pp, sig, sp, quad):
-    """Does pass P (a not yet significant coefficient of a 2x2 block) or R of round ``pp`` (a
-    coefficient significant by plane ``pp - 1``) code entry ``j``?"""
-    if ph == PH_P:
-        return not sig[_u(j)] and quad[_u(j)] >= 0
-    return sig[_u(j)] and sp[_u(j)] < pp
+def _pass_codes(j, sig, quad):
+    """Does pass P code entry ``j`` (a not yet significant coefficient of a 2x2 block)?"""
+    return not sig[_u(j)] and quad[_u(j)] >= 0
+
+
+# The R pass walks a list of the significant coefficients in scan order (``sl``, int32) rather
+# than the blocks: sl[0] is the list's length, sl[1] how many turned significant in this round
+# so far (held at sl[_SL_HEAD + n ...], the P pass's, then the S pass's, each in scan order),
+# sl[2] how many of those the P pass found. The round's R pass codes exactly the old list
+# (significant by the plane before), then merges the round's new ones into it.
+_SL_HEAD = 3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _push_sig(sl, n, j):
+    """Entry ``j`` turned significant in this round."""
+    sl[_u(_SL_HEAD + n + sl[1])] = j
+    sl[1] += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _merge_sig(sl, n):
+    """Merge the round's new significant coefficients (two ascending runs) into the list, in
+    place from its end (the list and the new ones lie apart: length + new <= n)."""
+    a = sl[0] - 1                           # the old list: sl[_SL_HEAD + 0 .. a]
+    b = sl[2] - 1                           # the P pass's: sl[_SL_HEAD + n + 0 .. b]
+    c = sl[1] - 1                           # the S pass's: sl[_SL_HEAD + n + sl[2] .. c]
+    c0 = sl[2]
+    w = sl[0] + sl[1] - 1
+    base = _SL_HEAD + n
+    while b >= 0 or c >= c0:
+        # the largest of the three runs' last elements goes last
+        vb = sl[_u(base + b)] if b >= 0 else -1
+        vc = sl[_u(base + c)] if c >= c0 else -1
+        if vc > vb:
+            v = vc
+            if a >= 0 and sl[_u(_SL_HEAD + a)] > v:
+                v = sl[_u(_SL_HEAD + a)]
+                a -= 1
+            else:
+                c -= 1
+        else:
+            v = vb
+            if a >= 0 and sl[_u(_SL_HEAD + a)] > v:
+                v = sl[_u(_SL_HEAD + a)]
+                a -= 1
+            else:
+                b -= 1
+        sl[_u(_SL_HEAD + w)] = v
+        w -= 1
+    # the old list's remaining head is already in place
+    sl[0] += sl[1]
+    sl[1] = 0
+    sl[2] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -595,7 +643,7 @@ def _make_code(enc):
     """The coder loop, compiled once per direction (``enc`` is a constant inside it, so numba
     drops the other direction's branches: one source, no fork, no runtime flag)."""
     @njit(cache=True, nogil=True, _nrt=False)
-    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, p1, p2,
+    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, p1, p2,
               st, buf, exponent, nplanes, budget, lay, cx, width, pause):
         """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
         or decodes (bits read from ``buf``) until the stream ends, ``_stop``, or round ``pause``
@@ -610,22 +658,37 @@ def _make_code(enc):
         while ph != PH_DONE and not _stop(enc, st, budget, buf):
             if ph == _ORDER[0] and pp == pause and j == 0:
                 break       # round ``pause`` starts here (and only here)
-            if ph != PH_S:  # P or R: only 2x2 blocks that hold a significant coefficient
-                grp = ph == PH_P
-                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, grp, bend,
-                                 brun)
-                while j < n and not _pass_codes(ph, j, pp, sig, sp, quad):
-                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig, grp,
-                                     bend, brun)
+            if ph == PH_R:  # R: the list's j-th coefficient, its refinement token of pp - 1
+                if j >= sl[0]:
+                    _merge_sig(sl, n)
+                    ph, pp = _next_phase(ph, pp, nplanes)
+                    j = 0
+                    continue
+                e = sl[_u(_SL_HEAD + j)]
+                t = _POW2[exponent - pp + 1 + _POW2_BIAS]
+                want = 0
+                if enc:
+                    want = np.int64(mags[_u(e)] >= abs(approx[_u(e)]))
+                ctx = _ctx_ref(e, pp - 1, sgw, sp, flat, cb)
+                _refine(approx, e, NA0 + _bit(enc, st, buf, p1, p2, M_REF, ctx, want), t)
+                count += 1
+                j += 1
+                continue
+            if ph == PH_P:  # only 2x2 blocks that hold a significant coefficient
+                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, bend, brun)
+                while j < n and not _pass_codes(j, sig, quad):
+                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig, bend,
+                                     brun)
                 if j >= n:
                     ph, pp = _next_phase(ph, pp, nplanes)
                     j = 0
+                    sl[2] = sl[1]       # the P pass's new significant ones end here
                     if ph == PH_S:
                         k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
                     continue
                 t = _POW2[exponent - pp + _POW2_BIAS]
                 want = 0
-                if ph == PH_P and qsig[_u(quad[_u(j)])] == 0:
+                if qsig[_u(quad[_u(j)])] == 0:
                     # an empty 2x2 block of a 4x4 block that holds a significant coefficient:
                     # its whole token group (Group2x2, or its coefficient decisions) here, as
                     # the scan would code it (no forced unit reaches outside it)
@@ -669,6 +732,7 @@ def _make_code(enc):
                             _mark(sgw, flat[_u(jj)], nbm[_u(jj)], neg, pp, width)
                             bsig[_u(brun[_u(jj)])] += 1
                             sp[_u(jj)] = pp
+                            _push_sig(sl, n, jj)
                             _apply(NSN if neg else NSP, pp, jj, K_COEF, -1, -1, -1, t, n, sig,
                                    bsig, qsig, approx, blk, blk_end, quad, quad_end)
                         count += 1
@@ -676,35 +740,26 @@ def _make_code(enc):
                         break
                     j = e
                     continue
-                if ph == PH_P:
-                    if enc:
-                        want = np.int64(mags[_u(j)] >= t)
-                    vis[_u(j)] = pp
-                    if _bit(enc, st, buf, p1, p2, M_SIG,
-                            _ctx_sig(j, pp, sgw, flat, pfl, cb, ori, Q_PASS),
-                            want) == 0:
-                        count += 1
-                        j += 1
-                        continue
-                    if _halt(enc, st, budget):
-                        break
-                    ctx, xr = _ctx_sign(j, sgw, flat, cb, ori)
-                    neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
-                               (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
-                    _mark(sgw, flat[_u(j)], nbm[_u(j)], neg, pp, width)
-                    bsig[_u(brun[_u(j)])] += 1
-                    sp[_u(j)] = pp
-                    _apply(NSN if neg else NSP, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig,
-                           approx, blk, blk_end, quad, quad_end)
+                if enc:
+                    want = np.int64(mags[_u(j)] >= t)
+                vis[_u(j)] = pp
+                if _bit(enc, st, buf, p1, p2, M_SIG,
+                        _ctx_sig(j, pp, sgw, flat, pfl, cb, ori, Q_PASS),
+                        want) == 0:
                     count += 1
                     j += 1
                     continue
-                # R: the refinement token of plane pp - 1
-                t = _POW2[exponent - pp + 1 + _POW2_BIAS]
-                if enc:
-                    want = np.int64(mags[_u(j)] >= abs(approx[_u(j)]))
-                ctx = _ctx_ref(j, pp - 1, sgw, sp, flat, cb)
-                _refine(approx, j, NA0 + _bit(enc, st, buf, p1, p2, M_REF, ctx, want), t)
+                if _halt(enc, st, budget):
+                    break
+                ctx, xr = _ctx_sign(j, sgw, flat, cb, ori)
+                neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
+                           (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
+                _mark(sgw, flat[_u(j)], nbm[_u(j)], neg, pp, width)
+                bsig[_u(brun[_u(j)])] += 1
+                sp[_u(j)] = pp
+                _push_sig(sl, n, j)
+                _apply(NSN if neg else NSP, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig,
+                       approx, blk, blk_end, quad, quad_end)
                 count += 1
                 j += 1
                 continue
@@ -751,10 +806,25 @@ def _make_code(enc):
                                      _ctx_ref(i, p, sgw, sp, flat, cb), want - NA0)
                 else:
                     if k == K_G4 and _legal(G4, i, k, fb, fq, root, blk_end, quad_end):
-                        if _bit(enc, st, buf, p1, p2, M_G4,
-                                _ctx_group(0, i, p, sgw, flat, pfl, cb, 0, gx),
-                                np.int64(want != G4)) == 0:
-                            tok = G4
+                        # a row of empty 4x4 blocks, most of a fine subband's plane: their
+                        # Group4x4 decisions in a tight loop, the same decisions as one token
+                        # per pass of the outer loop
+                        wb = np.int64(want != G4)
+                        while _bit(enc, st, buf, p1, p2, M_G4,
+                                   _ctx_group(0, i, p, sgw, flat, pfl, cb, 0, gx), wb) == 0:
+                            e = blk_end[_u(i)]
+                            # on to the next block only where the outer loop would code it
+                            # the same way: a plain, empty 4x4 block, not a subband's first
+                            if (e >= n or not starts[_u(e)] & 2 or bsig[_u(blk[_u(e)])] > 0
+                                    or bend[_u(e)] > 0 or blk_end[_u(e)] == root
+                                    or _stop(enc, st, budget, buf)):
+                                tok = G4
+                                break
+                            count += 1
+                            i = e
+                            if enc:
+                                want = _choose(k, i, t, vals, mags, approx, bmax, qmax, blk, quad)
+                                wb = np.int64(want != G4)
                     if tok < 0 and k != K_COEF and _legal(G2, i, k, fb, fq, root, blk_end,
                                                           quad_end):
                         if _halt(enc, st, budget):
@@ -785,6 +855,7 @@ def _make_code(enc):
                             _mark(sgw, flat[_u(i)], nbm[_u(i)], neg, p, width)
                             bsig[_u(brun[_u(i)])] += 1
                             sp[_u(i)] = p
+                            _push_sig(sl, n, i)
                 if not skipped:
                     count += 1
                     p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig,
@@ -813,7 +884,7 @@ def _nrun(cx, nblk):
 
 @njit(cache=True, nogil=True)
 def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
-    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2), the
+    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2), the
     coefficients in ``approx`` (zeroed); the probabilities start from ``prior`` (N_CTX, 2): the
     probability of a 0 (of 2**16) and a count that sets how fast each context first adapts (as
     if it had seen that many decisions)."""
@@ -825,6 +896,8 @@ def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
     sgw = np.zeros(total, np.int32)  # the significance words (see _mark), pyramid layout
     sp = np.zeros(n, np.int16)      # the plane it became significant in
     vis = np.full(n, -1, np.int16)  # the last plane whose P pass coded it
+    sl = np.empty(_SL_HEAD + 2 * n, np.int32)   # the significant ones in scan order (_merge_sig)
+    sl[:_SL_HEAD] = 0
     p1 = np.empty(N_CTX + N_MIX, np.int64)   # fast estimates, then the mixer's state
     p1[:N_CTX] = prior[:, 0]
     p1[N_CTX:] = _MIXER_INIT
@@ -834,7 +907,7 @@ def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
     cur[_CFQ] = -1
     cur[_CROOT] = n
     cur[_CPH] = _ORDER[0] if nplanes > 0 else PH_DONE
-    return cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2
+    return cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2
 
 
 @njit(cache=True, nogil=True)
@@ -883,10 +956,11 @@ def _thin(mags, bmax, qmax, lay, channels, total, width, t, ratio):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2,
-             s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1, s_p2):
-    """Copy a coder state (the last eleven arrays) into another (the first eleven): a snapshot
-    taken or restored."""
+def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2,
+                s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_p1,
+                s_p2):
+    """Copy a coder state (the last twelve arrays) into another (the first twelve): a snapshot
+    taken or restored, at a round's start (where ``sl`` holds only its list)."""
     cur[:] = s_cur
     st[:] = s_st
     approx[:] = s_approx
@@ -896,6 +970,8 @@ def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2,
     sgw[:] = s_sgw
     sp[:] = s_sp
     vis[:] = s_vis
+    m = _SL_HEAD + s_sl[0]
+    sl[:m] = s_sl[:m]
     p1[:] = s_p1
     p2[:] = s_p2
 
@@ -925,9 +1001,8 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2 = _start(np.empty(n, np.float64), nplanes,
-                                                                nblk, nquad, _nrun(cx, nblk),
-                                                                total, prior)
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2 = _start(
+        np.empty(n, np.float64), nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
     mags = np.abs(vals)
     bmax = np.zeros(max(nblk, 1), np.float64)
     qmax = np.zeros(max(nquad, 1), np.float64)
@@ -941,15 +1016,15 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     snap_round = -1
     s_cur, s_st = cur.copy(), st.copy()
     s_approx, s_sig, s_bsig, s_qsig = approx[:0], sig[:0], bsig[:0], qsig[:0]
-    s_sgw, s_sp, s_vis, s_p1, s_p2 = sgw[:0], sp[:0], vis[:0], p1[:0], p2[:0]
+    s_sgw, s_sp, s_vis, s_sl, s_p1, s_p2 = sgw[:0], sp[:0], vis[:0], sl[:0], p1[:0], p2[:0]
     pause = 1 if thin > 0 else -1
     last = 0                    # bytes written when the previous round started
     thinned = False
     spec = -1                   # the round being coded thinned on a guess
     lone = np.empty(0, np.int64)
     while True:
-        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, p1, p2,
-                     st, out, exponent, nplanes, budget, lay, cx, width, pause)
+        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, p1,
+                     p2, st, out, exponent, nplanes, budget, lay, cx, width, pause)
         if (pause > 0 and cur[_CPH] == _ORDER[0] and cur[_CPP] == pause and cur[_CJ] == 0
                 and st[4] < budget):
             if spec == pause - 1:
@@ -961,8 +1036,9 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 thinned = False
                 spec = -1
                 pause = snap_round + 1
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2, s_cur, s_st,
-                         s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1, s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2, s_cur,
+                            s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_p1,
+                            s_p2)
                 continue
             # round ``pause`` starts: keep its state if the cut may fall in it
             if budget - st[4] <= lookahead * (st[4] - last):
@@ -970,10 +1046,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                     s_approx, s_sig, s_bsig, s_qsig = (np.empty_like(approx), np.empty_like(sig),
                                                        np.empty_like(bsig), np.empty_like(qsig))
                     s_sgw, s_sp, s_vis = np.empty_like(sgw), np.empty_like(sp), np.empty_like(vis)
+                    s_sl = np.empty_like(sl)
                     s_p1, s_p2 = np.empty_like(p1), np.empty_like(p2)
                 snap_round = pause
-                _copy_state(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1,
-                         s_p2, cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2)
+                _copy_state(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl,
+                            s_p1, s_p2, cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2)
                 # the cut likely falls in this round: code it thinned at once (undone above
                 # if the round ends within the budget)
                 if budget - st[4] <= guess * (st[4] - last) and pause < nplanes - 1:
@@ -998,10 +1075,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
             if lone.shape[0] == 0:
                 break
             if snap_round == r:
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2, s_cur, s_st,
-                         s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_p1, s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2, s_cur,
+                            s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_p1,
+                            s_p2)
             else:                   # no snapshot of that round: from the start
-                cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2 = _start(
+                cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2 = _start(
                     np.empty(n, np.float64), nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
                 cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
                 st[:] = 0
@@ -1027,8 +1105,8 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     nplanes = max(exponent - final_exponent + 1, 0)
     # decoded straight into approx_out (a copy of 9 MB for a Kodak image otherwise)
-    cur, approx, sig, bsig, qsig, sgw, sp, vis, p1, p2 = _start(approx_out, nplanes, nblk, nquad,
-                                                                _nrun(cx, nblk), total, prior)
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2 = _start(
+        approx_out, nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
     st[1] = 0xFFFFFFFF
@@ -1039,8 +1117,8 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
         st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
         st[2] += 1
     dummy = np.empty(0, np.float64)
-    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgw, sp, vis, p1, p2,
-                 st, data, exponent, nplanes, 0, lay, cx, width, -1)
+    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgw, sp, vis, sl, p1,
+                 p2, st, data, exponent, nplanes, 0, lay, cx, width, -1)
     return cur[_CN], cur[_CPH] == PH_DONE
 
 
