@@ -358,6 +358,10 @@ def test_adjacent_and_parent_blocks(shape):
                     assert start[j] and adj[ids[i], d] == ids[j]
                 else:
                     assert adj[ids[i], d] == -1
+                # symmetric (what the coder's busy-neighbour counts rely on): this block is
+                # the other one's neighbour in the opposite direction
+                if adj[ids[i], d] >= 0:
+                    assert adj[adj[ids[i], d], d ^ 1] == ids[i]
             if pfl[i] < 0:
                 assert par[ids[i]] == -1
             else:
@@ -366,6 +370,35 @@ def test_adjacent_and_parent_blocks(shape):
             # chroma: the luma block at the same place, a block start too
             j = pos[(0, r, col)]
             assert lum[ids[i]] == (ids[j] if ch > 0 else -1) and (ch == 0 or start[j])
+
+
+@pytest.mark.parametrize("shape", [(37, 61, 3), (64, 48), (9, 130)])
+def test_busy_neighbour_counts_follow_the_blocks_turning_busy(shape):
+    # the group contexts read how many of a block's 4 neighbours hold a significant coefficient
+    # from counts that ``_turns_busy`` keeps as coefficients turn significant one by one (in any
+    # order); a slow reference counts the neighbours of every block after each step
+    from wavecode import _codec, codec
+    h, w = shape[:2]
+    c = shape[2] if len(shape) == 3 else 1
+    lay, k, cx, _ = codec._plan(c, h, w, codec._levels_for(h, w))
+    blk, quad = k[0], k[2]
+    badj, qadj = cx[7], cx[8]
+    nb, nq = badj.shape[0], qadj.shape[0]
+    bsig = np.zeros(nb + 4, np.int32)       # (the coder's also holds the subbands' counts)
+    qsig = np.zeros(nq, np.int32)
+    nbusy = np.zeros(nb + nq, np.int8)
+    order = np.random.default_rng(2).permutation(lay.size)[:lay.size // 3]
+    for step, i in enumerate(order):
+        _codec._turns_busy(i, blk, quad, bsig, qsig, badj, qadj, nbusy)
+        if blk[i] >= 0:
+            bsig[blk[i]] += 1
+        if quad[i] >= 0:
+            qsig[quad[i]] += 1
+        if step % 97 == 0 or step == len(order) - 1:
+            for counts, adj, nsig in ((nbusy[:nb], badj, bsig), (nbusy[nb:], qadj, qsig)):
+                want = ((adj >= 0) & (nsig[np.maximum(adj, 0)] > 0)).sum(axis=1)
+                assert np.array_equal(counts, want)
+    assert nbusy.max() >= 2         # the test reached busy neighbourhoods
 
 
 def test_sign_contexts_per_class_and_orientation():
@@ -430,7 +463,8 @@ def test_significance_words_give_the_neighbourhood_contexts(shape):
         _codec._mark(sgw, flat[i], nbm[i], neg[i], plane_of[i], w)
     at = {(int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])): i for i in range(lay.size)}
     zeros = np.zeros(max(lay.n_blocks, lay.n_quads, 1), np.int32)
-    gx = (k[0], k[2], zeros, zeros) + tuple(cx[7:13])
+    nbusy = np.zeros(max(lay.n_blocks, 1) + max(lay.n_quads, 1), np.int8)
+    gx = (k[0], k[2], zeros, zeros) + tuple(cx[7:13]) + (nbusy,)
     for i in range(lay.size):
         ch, r, col = int(lay.ch[i]), int(lay.row[i]), int(lay.col[i])
         cbi, oi = int(cb[i]), int(ori[i])      # the tables are narrow: no uint8 arithmetic

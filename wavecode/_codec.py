@@ -379,36 +379,49 @@ def _parent_class(sgw, pf, p):
     return 1 if v == p + 1 else 2
 
 
+# The coder also counts, per 4x4 and per 2x2 block, how many of the 4 blocks next to it (left,
+# right, above, below: ``badj`` / ``qadj``) hold a significant coefficient (``nbusy``, int8:
+# the 4x4 blocks' counts, then the 2x2 blocks' from ``badj.shape[0]`` = ``max(nblk, 1)`` on).
+# A block turning busy adds one to its neighbours' counts (``_turns_busy``; adjacency is
+# symmetric), so a group decision's context reads one count instead of four neighbours, as the
+# significance words do for coefficients.
 @njit(cache=True, nogil=True, inline="always")
-def _busy(k, nsig, adj):
-    """How many of the 4 blocks ``adj[k]`` next to block ``k`` hold a significant coefficient
-    (0, 1, 2 or more)?"""
-    c = 0
-    for d in range(4):
-        b = adj[_u(k), d]
-        if b >= 0 and nsig[_u(b)] > 0:
-            c += 1
-    return min(c, 2)
+def _turns_busy(i, blk, quad, bsig, qsig, badj, qadj, nbusy):
+    """Entry ``i`` turns significant, before ``_apply`` counts it: if its 4x4 (2x2) block held
+    none so far, the blocks next to it have one more busy neighbour."""
+    b = blk[_u(i)]
+    if b >= 0 and bsig[_u(b)] == 0:
+        for d in range(4):
+            a = badj[_u(b), d]
+            if a >= 0:
+                nbusy[_u(a)] += 1
+    q = quad[_u(i)]
+    if q >= 0 and qsig[_u(q)] == 0:
+        for d in range(4):
+            a = qadj[_u(q), d]
+            if a >= 0:
+                nbusy[_u(badj.shape[0] + a)] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _ctx_group(stage, i, p, sgw, flat, pfl, cb, gstate, gx):
     """Context of a group decision (``stage`` 0: 4x4, 1: 2x2 block at entry ``i``); ``gx``:
-    blk, quad, bsig, qsig and the tables badj, qadj, bpar, qpar, bluma, qluma (see
-    ``context_tables``)."""
-    blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma = gx
+    blk, quad, bsig, qsig, the tables badj, qadj, bpar, qpar, bluma, qluma (see
+    ``context_tables``) and nbusy (see ``_turns_busy``)."""
+    blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma, nbusy = gx
     par = _parent_class(sgw, pfl[_u(i)], p)
     nbr = 1 if sgw[_u(flat[_u(i)])] & 5 else 0     # the left or upper neighbour
     if stage == 0:
         b = blk[_u(i)]
         pq = bpar[_u(b)]
-        near = _busy(b, bsig, badj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
+        near = min(nbusy[_u(b)], 2) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
         lb = bluma[_u(b)]
         lum = 1 if lb >= 0 and bsig[_u(lb)] > 0 else 0
         return C_G4 + ((cb[_u(i)] * 6 + par * 2 + nbr) * 6 + near) * 2 + lum
     q = quad[_u(i)]
     pq = qpar[_u(q)]
-    near = _busy(q, qsig, qadj) * 2 + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0)
+    near = (min(nbusy[_u(badj.shape[0] + q)], 2) * 2
+            + (1 if pq >= 0 and qsig[_u(pq)] > 0 else 0))
     lq = qluma[_u(q)]
     lum = 1 if lq >= 0 and qsig[_u(lq)] > 0 else 0
     return C_G2 + (((gstate * 6 + cb[_u(i)]) * 6 + par * 2 + nbr) * 6 + near) * 2 + lum
@@ -643,15 +656,15 @@ def _make_code(enc):
     """The coder loop, compiled once per direction (``enc`` is a constant inside it, so numba
     drops the other direction's branches: one source, no fork, no runtime flag)."""
     @njit(cache=True, nogil=True, _nrt=False)
-    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, p1, p2,
-              st, buf, exponent, nplanes, budget, lay, cx, width, pause):
+    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, nbusy, p1,
+              p2, st, buf, exponent, nplanes, budget, lay, cx, width, pause):
         """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
         or decodes (bits read from ``buf``) until the stream ends, ``_stop``, or round ``pause``
         is about to start. The whole state lives in ``cur`` and the arrays, so the encoder
         resumes after the caller grows ``buf`` (or snapshots the state at a round's start)."""
         blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
         nbm, pfl, cb, ori, qpos, bpos, bend, badj, qadj, bpar, qpar, bluma, qluma, brun = cx
-        gx = (blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma)
+        gx = (blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma, nbusy)
         n = approx.shape[0]
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
         count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
@@ -733,6 +746,7 @@ def _make_code(enc):
                             bsig[_u(brun[_u(jj)])] += 1
                             sp[_u(jj)] = pp
                             _push_sig(sl, n, jj)
+                            _turns_busy(jj, blk, quad, bsig, qsig, badj, qadj, nbusy)
                             _apply(NSN if neg else NSP, pp, jj, K_COEF, -1, -1, -1, t, n, sig,
                                    bsig, qsig, approx, blk, blk_end, quad, quad_end)
                         count += 1
@@ -758,6 +772,7 @@ def _make_code(enc):
                 bsig[_u(brun[_u(j)])] += 1
                 sp[_u(j)] = pp
                 _push_sig(sl, n, j)
+                _turns_busy(j, blk, quad, bsig, qsig, badj, qadj, nbusy)
                 _apply(NSN if neg else NSP, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig,
                        approx, blk, blk_end, quad, quad_end)
                 count += 1
@@ -856,6 +871,7 @@ def _make_code(enc):
                             bsig[_u(brun[_u(i)])] += 1
                             sp[_u(i)] = p
                             _push_sig(sl, n, i)
+                            _turns_busy(i, blk, quad, bsig, qsig, badj, qadj, nbusy)
                 if not skipped:
                     count += 1
                     p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig,
@@ -884,8 +900,8 @@ def _nrun(cx, nblk):
 
 @njit(cache=True, nogil=True)
 def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
-    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2), the
-    coefficients in ``approx`` (zeroed); the probabilities start from ``prior`` (N_CTX, 2): the
+    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2),
+    the coefficients in ``approx`` (zeroed); the probabilities start from ``prior`` (N_CTX, 2): the
     probability of a 0 (of 2**16) and a count that sets how fast each context first adapts (as
     if it had seen that many decisions)."""
     n = approx.shape[0]
@@ -898,6 +914,7 @@ def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
     vis = np.full(n, -1, np.int16)  # the last plane whose P pass coded it
     sl = np.empty(_SL_HEAD + 2 * n, np.int32)   # the significant ones in scan order (_merge_sig)
     sl[:_SL_HEAD] = 0
+    nbusy = np.zeros(max(nblk, 1) + max(nquad, 1), np.int8)    # see _turns_busy
     p1 = np.empty(N_CTX + N_MIX, np.int64)   # fast estimates, then the mixer's state
     p1[:N_CTX] = prior[:, 0]
     p1[N_CTX:] = _MIXER_INIT
@@ -907,7 +924,7 @@ def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
     cur[_CFQ] = -1
     cur[_CROOT] = n
     cur[_CPH] = _ORDER[0] if nplanes > 0 else PH_DONE
-    return cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2
+    return cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2
 
 
 @njit(cache=True, nogil=True)
@@ -956,10 +973,10 @@ def _thin(mags, bmax, qmax, lay, channels, total, width, t, ratio):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2,
-                s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_p1,
-                s_p2):
-    """Copy a coder state (the last twelve arrays) into another (the first twelve): a snapshot
+def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2,
+                s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_nbusy,
+                s_p1, s_p2):
+    """Copy a coder state (the last thirteen arrays) into another (the first thirteen): a snapshot
     taken or restored, at a round's start (where ``sl`` holds only its list)."""
     cur[:] = s_cur
     st[:] = s_st
@@ -972,6 +989,7 @@ def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2,
     vis[:] = s_vis
     m = _SL_HEAD + s_sl[0]
     sl[:m] = s_sl[:m]
+    nbusy[:] = s_nbusy
     p1[:] = s_p1
     p2[:] = s_p2
 
@@ -1001,7 +1019,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2 = _start(
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2 = _start(
         np.empty(n, np.float64), nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
     mags = np.abs(vals)
     bmax = np.zeros(max(nblk, 1), np.float64)
@@ -1017,14 +1035,15 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     s_cur, s_st = cur.copy(), st.copy()
     s_approx, s_sig, s_bsig, s_qsig = approx[:0], sig[:0], bsig[:0], qsig[:0]
     s_sgw, s_sp, s_vis, s_sl, s_p1, s_p2 = sgw[:0], sp[:0], vis[:0], sl[:0], p1[:0], p2[:0]
+    s_nbusy = nbusy[:0]
     pause = 1 if thin > 0 else -1
     last = 0                    # bytes written when the previous round started
     thinned = False
     spec = -1                   # the round being coded thinned on a guess
     lone = np.empty(0, np.int64)
     while True:
-        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, p1,
-                     p2, st, out, exponent, nplanes, budget, lay, cx, width, pause)
+        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl,
+                     nbusy, p1, p2, st, out, exponent, nplanes, budget, lay, cx, width, pause)
         if (pause > 0 and cur[_CPH] == _ORDER[0] and cur[_CPP] == pause and cur[_CJ] == 0
                 and st[4] < budget):
             if spec == pause - 1:
@@ -1036,9 +1055,9 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 thinned = False
                 spec = -1
                 pause = snap_round + 1
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2, s_cur,
-                            s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_p1,
-                            s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2,
+                            s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis,
+                            s_sl, s_nbusy, s_p1, s_p2)
                 continue
             # round ``pause`` starts: keep its state if the cut may fall in it
             if budget - st[4] <= lookahead * (st[4] - last):
@@ -1046,11 +1065,12 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                     s_approx, s_sig, s_bsig, s_qsig = (np.empty_like(approx), np.empty_like(sig),
                                                        np.empty_like(bsig), np.empty_like(qsig))
                     s_sgw, s_sp, s_vis = np.empty_like(sgw), np.empty_like(sp), np.empty_like(vis)
-                    s_sl = np.empty_like(sl)
+                    s_sl, s_nbusy = np.empty_like(sl), np.empty_like(nbusy)
                     s_p1, s_p2 = np.empty_like(p1), np.empty_like(p2)
                 snap_round = pause
                 _copy_state(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl,
-                            s_p1, s_p2, cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2)
+                            s_nbusy, s_p1, s_p2, cur, st, approx, sig, bsig, qsig, sgw, sp, vis,
+                            sl, nbusy, p1, p2)
                 # the cut likely falls in this round: code it thinned at once (undone above
                 # if the round ends within the budget)
                 if budget - st[4] <= guess * (st[4] - last) and pause < nplanes - 1:
@@ -1075,11 +1095,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
             if lone.shape[0] == 0:
                 break
             if snap_round == r:
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2, s_cur,
-                            s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_p1,
-                            s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2,
+                            s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis,
+                            s_sl, s_nbusy, s_p1, s_p2)
             else:                   # no snapshot of that round: from the start
-                cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2 = _start(
+                cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2 = _start(
                     np.empty(n, np.float64), nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
                 cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
                 st[:] = 0
@@ -1105,7 +1125,7 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     nplanes = max(exponent - final_exponent + 1, 0)
     # decoded straight into approx_out (a copy of 9 MB for a Kodak image otherwise)
-    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, p1, p2 = _start(
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2 = _start(
         approx_out, nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
@@ -1117,8 +1137,8 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
         st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
         st[2] += 1
     dummy = np.empty(0, np.float64)
-    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgw, sp, vis, sl, p1,
-                 p2, st, data, exponent, nplanes, 0, lay, cx, width, -1)
+    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgw, sp, vis, sl,
+                 nbusy, p1, p2, st, data, exponent, nplanes, 0, lay, cx, width, -1)
     return cur[_CN], cur[_CPH] == PH_DONE
 
 
