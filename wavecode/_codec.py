@@ -501,7 +501,8 @@ def _ctx_ref(i, p, sgw, sp, flat, cb):
 #      and the whole token group (Group2x2, or its coefficient decisions) of each empty 2x2
 #      block that lies in a 4x4 block holding a significant coefficient and has a significant
 #      8-neighbour (EBCOT's propagation by neighbourhood; such a group opens no forced unit
-#      beyond itself, so it too moves without changing a token);
+#      beyond itself, so it too moves without changing a token); it walks only the units
+#      that hold a significant coefficient (``_new_unit``);
 #   S  the scan itself, skipping what P coded and every refinement;
 #   R  refinements, one plane late: round ``pp`` codes the refinement tokens of plane ``pp - 1``
 #      (of every coefficient significant by then, including the one a new significant
@@ -517,8 +518,9 @@ PH_P, PH_S, PH_R, PH_DONE = 0, 1, 2, 3
 _ORDER = np.array([PH_P, PH_S, PH_R], np.int64)
 # cursor fields: plane, entry, kind, forced-block / forced-quad / plane-0 ends (as _scan), tokens
 # coded, phase, entry of a P / R pass, plane of that pass
-_CP, _CI, _CK, _CFB, _CFQ, _CROOT, _CN, _CPH, _CJ, _CPP = range(10)
-N_CURSOR = 10
+# plane of that pass, index of the P pass's unit in ``bl`` (-1: the pass has not started)
+_CP, _CI, _CK, _CFB, _CFQ, _CROOT, _CN, _CPH, _CJ, _CPP, _CU = range(11)
+N_CURSOR = 11
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -563,31 +565,6 @@ def _next_phase(ph, pp, nplanes):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, bend, brun):
-    """The first entry from ``j`` (a 2x2 block start or a lone coefficient) in a 2x2 block that
-    holds a significant coefficient, a lone coefficient, or the start of an empty 2x2 block
-    inside a 4x4 block that holds one: the P pass jumps over empty channel subbands and empty
-    4x4 blocks, which fine subbands are mostly made of, instead of walking them."""
-    while j < n:
-        e = bend[_u(j)]
-        if e > 0 and bsig[_u(brun[_u(j)])] == 0:
-            j = e
-            continue
-        b = blk[_u(j)]
-        if b >= 0 and bsig[_u(b)] == 0:
-            j = blk_end[_u(j)]
-            continue
-        q = quad[_u(j)]
-        if q >= 0 and qsig[_u(q)] == 0:
-            if b >= 0:
-                return j
-            j = quad_end[_u(j)]
-            continue
-        return j
-    return n
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _pass_codes(j, sig, quad):
     """Does pass P code entry ``j`` (a not yet significant coefficient of a 2x2 block)?"""
     return not sig[_u(j)] and quad[_u(j)] >= 0
@@ -606,6 +583,32 @@ def _push_sig(sl, n, j):
     """Entry ``j`` turned significant in this round."""
     sl[_u(_SL_HEAD + n + sl[1])] = j
     sl[1] += 1
+
+
+# The P pass walks only the units that hold a significant coefficient: 4x4 blocks, and 2x2
+# blocks outside them (it codes nothing elsewhere). ``bl`` lists their first entries in scan
+# order, laid out as ``sl`` (capacity ``max(nblk, 1) + max(nquad, 1)``); units turn busy only in
+# the S pass (the P pass codes inside busy units), and join the list with the R pass's merge.
+@njit(cache=True, nogil=True, inline="always")
+def _new_unit(i, blk, quad, bsig, qsig, starts, bl):
+    """Entry ``i`` turns significant in the S pass, before ``_apply`` counts it: if its unit held
+    none so far, list the unit's first entry."""
+    b = blk[_u(i)]
+    q = quad[_u(i)]
+    if b >= 0:
+        if bsig[_u(b)] != 0:
+            return
+        mask = 2
+    elif q >= 0:
+        if qsig[_u(q)] != 0:
+            return
+        mask = 1
+    else:
+        return
+    s0 = i
+    while not starts[_u(s0)] & mask:     # back to the unit's start: 15 steps at most
+        s0 -= 1
+    _push_sig(bl, (bl.shape[0] - _SL_HEAD) // 2, s0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -656,8 +659,8 @@ def _make_code(enc):
     """The coder loop, compiled once per direction (``enc`` is a constant inside it, so numba
     drops the other direction's branches: one source, no fork, no runtime flag)."""
     @njit(cache=True, nogil=True, _nrt=False)
-    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, nbusy, p1,
-              p2, st, buf, exponent, nplanes, budget, lay, cx, width, pause):
+    def _code(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, bl, nbusy,
+              p1, p2, st, buf, exponent, nplanes, budget, lay, cx, width, pause):
         """The coder: encodes (``enc``: tokens chosen from ``vals`` / ``mags``, written to ``buf``)
         or decodes (bits read from ``buf``) until the stream ends, ``_stop``, or round ``pause``
         is about to start. The whole state lives in ``cur`` and the arrays, so the encoder
@@ -667,13 +670,14 @@ def _make_code(enc):
         gx = (blk, quad, bsig, qsig, badj, qadj, bpar, qpar, bluma, qluma, nbusy)
         n = approx.shape[0]
         p, i, k, fb, fq, root = cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT]
-        count, ph, j, pp = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP]
+        count, ph, j, pp, u = cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP], cur[_CU]
         while ph != PH_DONE and not _stop(enc, st, budget, buf):
-            if ph == _ORDER[0] and pp == pause and j == 0:
+            if ph == _ORDER[0] and pp == pause and j == 0 and u < 0:
                 break       # round ``pause`` starts here (and only here)
             if ph == PH_R:  # R: the list's j-th coefficient, its refinement token of pp - 1
                 if j >= sl[0]:
                     _merge_sig(sl, n)
+                    _merge_sig(bl, (bl.shape[0] - _SL_HEAD) // 2)   # (no P run: bl[2] = 0)
                     ph, pp = _next_phase(ph, pp, nplanes)
                     j = 0
                     continue
@@ -687,17 +691,25 @@ def _make_code(enc):
                 count += 1
                 j += 1
                 continue
-            if ph == PH_P:  # only 2x2 blocks that hold a significant coefficient
-                j = _next_active(j, n, blk, blk_end, bsig, quad, quad_end, qsig, bend, brun)
-                while j < n and not _pass_codes(j, sig, quad):
-                    j = _next_active(j + 1, n, blk, blk_end, bsig, quad, quad_end, qsig, bend,
-                                     brun)
-                if j >= n:
-                    ph, pp = _next_phase(ph, pp, nplanes)
-                    j = 0
-                    sl[2] = sl[1]       # the P pass's new significant ones end here
-                    if ph == PH_S:
-                        k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+            if ph == PH_P:  # only the busy units of ``bl``, entry by entry
+                at_end = u < 0
+                if not at_end:
+                    s0 = bl[_u(_SL_HEAD + u)]
+                    at_end = j >= (blk_end[_u(s0)] if blk[_u(s0)] >= 0 else quad_end[_u(s0)])
+                if at_end:
+                    u += 1
+                    if u >= bl[0]:
+                        ph, pp = _next_phase(ph, pp, nplanes)
+                        j = 0
+                        u = -1
+                        sl[2] = sl[1]       # the P pass's new significant ones end here
+                        if ph == PH_S:
+                            k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
+                    else:
+                        j = bl[_u(_SL_HEAD + u)]
+                    continue
+                if not _pass_codes(j, sig, quad):
+                    j += 1
                     continue
                 t = _POW2[exponent - pp + _POW2_BIAS]
                 want = 0
@@ -871,6 +883,7 @@ def _make_code(enc):
                             bsig[_u(brun[_u(i)])] += 1
                             sp[_u(i)] = p
                             _push_sig(sl, n, i)
+                            _new_unit(i, blk, quad, bsig, qsig, starts, bl)
                             _turns_busy(i, blk, quad, bsig, qsig, badj, qadj, nbusy)
                 if not skipped:
                     count += 1
@@ -882,7 +895,7 @@ def _make_code(enc):
             if ph == PH_S:
                 k = _kind(p, i, nplanes, sig, bsig, qsig, blk, quad, starts)
         cur[_CP], cur[_CI], cur[_CK], cur[_CFB], cur[_CFQ], cur[_CROOT] = p, i, k, fb, fq, root
-        cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP] = count, ph, j, pp
+        cur[_CN], cur[_CPH], cur[_CJ], cur[_CPP], cur[_CU] = count, ph, j, pp, u
     return _code
 
 
@@ -900,10 +913,10 @@ def _nrun(cx, nblk):
 
 @njit(cache=True, nogil=True)
 def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
-    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2),
-    the coefficients in ``approx`` (zeroed); the probabilities start from ``prior`` (N_CTX, 2): the
-    probability of a 0 (of 2**16) and a count that sets how fast each context first adapts (as
-    if it had seen that many decisions)."""
+    """Fresh coder state: (cursor, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1,
+    p2), the coefficients in ``approx`` (zeroed); the probabilities start from ``prior``
+    (N_CTX, 2): the probability of a 0 (of 2**16) and a count that sets how fast each context
+    first adapts (as if it had seen that many decisions)."""
     n = approx.shape[0]
     sig = np.empty(n, np.uint8)
     bsig = np.empty(max(nblk, 1) + nrun, np.int32)   # and the channel subbands' counts
@@ -915,6 +928,8 @@ def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
     sl = np.empty(_SL_HEAD + 2 * n, np.int32)   # the significant ones in scan order (_merge_sig)
     sl[:_SL_HEAD] = 0
     nbusy = np.zeros(max(nblk, 1) + max(nquad, 1), np.int8)    # see _turns_busy
+    bl = np.empty(_SL_HEAD + 2 * (max(nblk, 1) + max(nquad, 1)), np.int32)   # _new_unit
+    bl[:_SL_HEAD] = 0
     p1 = np.empty(N_CTX + N_MIX, np.int64)   # fast estimates, then the mixer's state
     p1[:N_CTX] = prior[:, 0]
     p1[N_CTX:] = _MIXER_INIT
@@ -923,8 +938,9 @@ def _start(approx, nplanes, nblk, nquad, nrun, total, prior):
     cur[_CFB] = -1
     cur[_CFQ] = -1
     cur[_CROOT] = n
+    cur[_CU] = -1
     cur[_CPH] = _ORDER[0] if nplanes > 0 else PH_DONE
-    return cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2
+    return cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1, p2
 
 
 @njit(cache=True, nogil=True)
@@ -973,11 +989,12 @@ def _thin(mags, bmax, qmax, lay, channels, total, width, t, ratio):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2,
-                s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_nbusy,
-                s_p1, s_p2):
-    """Copy a coder state (the last thirteen arrays) into another (the first thirteen): a snapshot
-    taken or restored, at a round's start (where ``sl`` holds only its list)."""
+def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1, p2,
+                s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl, s_bl,
+                s_nbusy, s_p1, s_p2):
+    """Copy a coder state (the last fourteen arrays) into another (the first fourteen): a
+    snapshot taken or restored, at a round's start (where ``sl`` and ``bl`` hold only their
+    lists)."""
     cur[:] = s_cur
     st[:] = s_st
     approx[:] = s_approx
@@ -989,6 +1006,8 @@ def _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p
     vis[:] = s_vis
     m = _SL_HEAD + s_sl[0]
     sl[:m] = s_sl[:m]
+    m = _SL_HEAD + s_bl[0]
+    bl[:m] = s_bl[:m]
     nbusy[:] = s_nbusy
     p1[:] = s_p1
     p2[:] = s_p2
@@ -1019,7 +1038,7 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     n = vals.shape[0]
     nplanes = max(exponent - final_exponent + 1, 0)
-    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2 = _start(
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1, p2 = _start(
         np.empty(n, np.float64), nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
     mags = np.abs(vals)
     bmax = np.zeros(max(nblk, 1), np.float64)
@@ -1035,17 +1054,17 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
     s_cur, s_st = cur.copy(), st.copy()
     s_approx, s_sig, s_bsig, s_qsig = approx[:0], sig[:0], bsig[:0], qsig[:0]
     s_sgw, s_sp, s_vis, s_sl, s_p1, s_p2 = sgw[:0], sp[:0], vis[:0], sl[:0], p1[:0], p2[:0]
-    s_nbusy = nbusy[:0]
+    s_bl, s_nbusy = bl[:0], nbusy[:0]
     pause = 1 if thin > 0 else -1
     last = 0                    # bytes written when the previous round started
     thinned = False
     spec = -1                   # the round being coded thinned on a guess
     lone = np.empty(0, np.int64)
     while True:
-        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl,
+        _encode_pass(cur, vals, mags, approx, sig, bsig, qsig, bmax, qmax, sgw, sp, vis, sl, bl,
                      nbusy, p1, p2, st, out, exponent, nplanes, budget, lay, cx, width, pause)
         if (pause > 0 and cur[_CPH] == _ORDER[0] and cur[_CPP] == pause and cur[_CJ] == 0
-                and st[4] < budget):
+                and cur[_CU] < 0 and st[4] < budget):
             if spec == pause - 1:
                 # the guess was wrong: the thinned round ended within the budget, so the cut
                 # falls later. Back to its start, unthinned (and no guess for it again).
@@ -1055,9 +1074,9 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                 thinned = False
                 spec = -1
                 pause = snap_round + 1
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2,
-                            s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis,
-                            s_sl, s_nbusy, s_p1, s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1,
+                            p2, s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis,
+                            s_sl, s_bl, s_nbusy, s_p1, s_p2)
                 continue
             # round ``pause`` starts: keep its state if the cut may fall in it
             if budget - st[4] <= lookahead * (st[4] - last):
@@ -1065,12 +1084,12 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
                     s_approx, s_sig, s_bsig, s_qsig = (np.empty_like(approx), np.empty_like(sig),
                                                        np.empty_like(bsig), np.empty_like(qsig))
                     s_sgw, s_sp, s_vis = np.empty_like(sgw), np.empty_like(sp), np.empty_like(vis)
-                    s_sl, s_nbusy = np.empty_like(sl), np.empty_like(nbusy)
+                    s_sl, s_bl, s_nbusy = np.empty_like(sl), np.empty_like(bl), np.empty_like(nbusy)
                     s_p1, s_p2 = np.empty_like(p1), np.empty_like(p2)
                 snap_round = pause
                 _copy_state(s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis, s_sl,
-                            s_nbusy, s_p1, s_p2, cur, st, approx, sig, bsig, qsig, sgw, sp, vis,
-                            sl, nbusy, p1, p2)
+                            s_bl, s_nbusy, s_p1, s_p2, cur, st, approx, sig, bsig, qsig, sgw, sp,
+                            vis, sl, bl, nbusy, p1, p2)
                 # the cut likely falls in this round: code it thinned at once (undone above
                 # if the round ends within the budget)
                 if budget - st[4] <= guess * (st[4] - last) and pause < nplanes - 1:
@@ -1095,11 +1114,11 @@ def _codec_encode(vals, exponent, final_exponent, budget, lay, cx, width, total,
             if lone.shape[0] == 0:
                 break
             if snap_round == r:
-                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2,
-                            s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis,
-                            s_sl, s_nbusy, s_p1, s_p2)
+                _copy_state(cur, st, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1,
+                            p2, s_cur, s_st, s_approx, s_sig, s_bsig, s_qsig, s_sgw, s_sp, s_vis,
+                            s_sl, s_bl, s_nbusy, s_p1, s_p2)
             else:                   # no snapshot of that round: from the start
-                cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2 = _start(
+                cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1, p2 = _start(
                     np.empty(n, np.float64), nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
                 cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
                 st[:] = 0
@@ -1125,7 +1144,7 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
     blk, blk_end, quad, quad_end, starts, _, _, _, _, _, _, flat, nblk, nquad = lay
     nplanes = max(exponent - final_exponent + 1, 0)
     # decoded straight into approx_out (a copy of 9 MB for a Kodak image otherwise)
-    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, nbusy, p1, p2 = _start(
+    cur, approx, sig, bsig, qsig, sgw, sp, vis, sl, bl, nbusy, p1, p2 = _start(
         approx_out, nplanes, nblk, nquad, _nrun(cx, nblk), total, prior)
     cur[_CK] = _kind(0, 0, nplanes, sig, bsig, qsig, blk, quad, starts)
     st = np.zeros(4, np.int64)  # code, range, bytes read, exhausted
@@ -1137,7 +1156,7 @@ def _codec_decode(data, exponent, final_exponent, lay, cx, width, total, approx_
         st[0] = ((st[0] << 8) | data[st[2]]) & 0xFFFFFFFF
         st[2] += 1
     dummy = np.empty(0, np.float64)
-    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgw, sp, vis, sl,
+    _decode_pass(cur, dummy, dummy, approx, sig, bsig, qsig, dummy, dummy, sgw, sp, vis, sl, bl,
                  nbusy, p1, p2, st, data, exponent, nplanes, 0, lay, cx, width, -1)
     return cur[_CN], cur[_CPH] == PH_DONE
 
