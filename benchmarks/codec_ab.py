@@ -12,8 +12,11 @@ package imports itself relatively) into a folder keyed by a hash of its sources,
 cache of each version is kept between runs. Per image: both encoders must write the same bytes
 and both decoders must give the same coefficients (of the whole file and of its first third);
 if the encoders differ (a format change), each decoder is timed on its own file and the check
-is skipped. Then the scans run alternately, the order swapped every round, best of
-``--repeats`` each; the median over the images of B's time over A's is the result.
+is skipped. Then the scans run alternately, the order swapped every round (an even number of
+rounds, so each goes first as often), best of ``--repeats`` each; the median over the images of
+B's time over A's is the result. Which of the two is loaded second can still be worth a few
+percent (0.92x one way against 1/1.02 the other in one measurement): run it both ways and take
+the geometric mean of B/A and 1 / (A/B).
 
 Writes ``benchmarks/results/codec_ab.{json,png}`` (CompressAI-style JSON; the plot: the ratio
 per image).
@@ -120,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", default="kodak")
     ap.add_argument("--limit", type=int, default=12, help="images (0: all)")
     ap.add_argument("--bpp", type=float, default=0.5)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=8, help="rounds (made even)")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "wavecode-ab"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
@@ -130,6 +133,7 @@ def main(argv=None) -> int:
     if not files:
         print(f"codec_ab: error: no PNGs under {args.data_dir}/{args.set}", file=sys.stderr)
         return 2
+    args.repeats += args.repeats % 2
     if args.repeats < 1 or args.bpp <= 0:
         print("codec_ab: error: --repeats must be >= 1 and --bpp > 0", file=sys.stderr)
         return 2
