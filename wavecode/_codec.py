@@ -517,8 +517,8 @@ def _ctx_ref(i, p, sgw, sp, flat, cb):
 PH_P, PH_S, PH_R, PH_DONE = 0, 1, 2, 3
 _ORDER = np.array([PH_P, PH_S, PH_R], np.int64)
 # cursor fields: plane, entry, kind, forced-block / forced-quad / plane-0 ends (as _scan), tokens
-# coded, phase, entry of a P / R pass, plane of that pass
-# plane of that pass, index of the P pass's unit in ``bl`` (-1: the pass has not started)
+# coded, phase, the P pass's entry (the R pass's: its index in ``sl``), the plane of that pass,
+# the index of the P pass's unit in ``bl`` (-1: the pass has not started)
 _CP, _CI, _CK, _CFB, _CFQ, _CROOT, _CN, _CPH, _CJ, _CPP, _CU = range(11)
 N_CURSOR = 11
 
@@ -613,8 +613,9 @@ def _new_unit(i, blk, quad, bsig, qsig, starts, bl):
 
 @njit(cache=True, nogil=True, inline="always")
 def _merge_sig(sl, n):
-    """Merge the round's new significant coefficients (two ascending runs) into the list, in
-    place from its end (the list and the new ones lie apart: length + new <= n)."""
+    """Merge the round's new items of ``sl`` (or ``bl``) into its list, in place from the list's
+    end: two ascending runs, the P pass's ``sl[2]`` and then the S pass's (the list and the new
+    ones lie apart: length + new <= n)."""
     a = sl[0] - 1                           # the old list: sl[_SL_HEAD + 0 .. a]
     b = sl[2] - 1                           # the P pass's: sl[_SL_HEAD + n + 0 .. b]
     c = sl[1] - 1                           # the S pass's: sl[_SL_HEAD + n + sl[2] .. c]
