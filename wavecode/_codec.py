@@ -612,6 +612,19 @@ def _new_unit(i, blk, quad, bsig, qsig, starts, bl):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _record_sig(i, p, neg, width, sgw, flat, nbm, bsig, brun, sp, sl, blk, quad, qsig, badj,
+                qadj, nbusy):
+    """Entry ``i`` turns significant (negative: ``neg``) in plane ``p``: the coder's own state
+    (significance words, the subband's count, its plane, the R pass's list, the busy-neighbour
+    counts), before ``_apply`` updates the scan's."""
+    _mark(sgw, flat[_u(i)], nbm[_u(i)], neg, p, width)
+    bsig[_u(brun[_u(i)])] += 1
+    sp[_u(i)] = p
+    _push_sig(sl, sp.shape[0], i)
+    _turns_busy(i, blk, quad, bsig, qsig, badj, qadj, nbusy)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _merge_sig(sl, n):
     """Merge the round's new items of ``sl`` (or ``bl``) into its list, in place from the list's
     end: two ascending runs, the P pass's ``sl[2]`` and then the S pass's (the list and the new
@@ -624,22 +637,18 @@ def _merge_sig(sl, n):
     base = _SL_HEAD + n
     while b >= 0 or c >= c0:
         # the largest of the three runs' last elements goes last
+        va = sl[_u(_SL_HEAD + a)] if a >= 0 else -1
         vb = sl[_u(base + b)] if b >= 0 else -1
         vc = sl[_u(base + c)] if c >= c0 else -1
-        if vc > vb:
+        if va > vb and va > vc:
+            v = va
+            a -= 1
+        elif vc > vb:
             v = vc
-            if a >= 0 and sl[_u(_SL_HEAD + a)] > v:
-                v = sl[_u(_SL_HEAD + a)]
-                a -= 1
-            else:
-                c -= 1
+            c -= 1
         else:
             v = vb
-            if a >= 0 and sl[_u(_SL_HEAD + a)] > v:
-                v = sl[_u(_SL_HEAD + a)]
-                a -= 1
-            else:
-                b -= 1
+            b -= 1
         sl[_u(_SL_HEAD + w)] = v
         w -= 1
     # the old list's remaining head is already in place
@@ -755,11 +764,8 @@ def _make_code(enc):
                             ctx, xr = _ctx_sign(jj, sgw, flat, cb, ori)
                             neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
                                        (np.int64(enc and vals[_u(jj)] < 0)) ^ xr) ^ xr
-                            _mark(sgw, flat[_u(jj)], nbm[_u(jj)], neg, pp, width)
-                            bsig[_u(brun[_u(jj)])] += 1
-                            sp[_u(jj)] = pp
-                            _push_sig(sl, n, jj)
-                            _turns_busy(jj, blk, quad, bsig, qsig, badj, qadj, nbusy)
+                            _record_sig(jj, pp, neg, width, sgw, flat, nbm, bsig, brun, sp, sl,
+                                        blk, quad, qsig, badj, qadj, nbusy)
                             _apply(NSN if neg else NSP, pp, jj, K_COEF, -1, -1, -1, t, n, sig,
                                    bsig, qsig, approx, blk, blk_end, quad, quad_end)
                         count += 1
@@ -781,11 +787,8 @@ def _make_code(enc):
                 ctx, xr = _ctx_sign(j, sgw, flat, cb, ori)
                 neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
                            (np.int64(enc and vals[_u(j)] < 0)) ^ xr) ^ xr
-                _mark(sgw, flat[_u(j)], nbm[_u(j)], neg, pp, width)
-                bsig[_u(brun[_u(j)])] += 1
-                sp[_u(j)] = pp
-                _push_sig(sl, n, j)
-                _turns_busy(j, blk, quad, bsig, qsig, badj, qadj, nbusy)
+                _record_sig(j, pp, neg, width, sgw, flat, nbm, bsig, brun, sp, sl, blk, quad, qsig,
+                            badj, qadj, nbusy)
                 _apply(NSN if neg else NSP, pp, j, K_COEF, -1, -1, -1, t, n, sig, bsig, qsig,
                        approx, blk, blk_end, quad, quad_end)
                 count += 1
@@ -880,12 +883,9 @@ def _make_code(enc):
                             neg = _bit(enc, st, buf, p1, p2, M_SIGN, ctx,
                                        np.int64(want == NSN) ^ xr) ^ xr
                             tok = NSN if neg else NSP
-                            _mark(sgw, flat[_u(i)], nbm[_u(i)], neg, p, width)
-                            bsig[_u(brun[_u(i)])] += 1
-                            sp[_u(i)] = p
-                            _push_sig(sl, n, i)
                             _new_unit(i, blk, quad, bsig, qsig, starts, bl)
-                            _turns_busy(i, blk, quad, bsig, qsig, badj, qadj, nbusy)
+                            _record_sig(i, p, neg, width, sgw, flat, nbm, bsig, brun, sp, sl,
+                                        blk, quad, qsig, badj, qadj, nbusy)
                 if not skipped:
                     count += 1
                     p, i, fb, fq, root = _apply(tok, p, i, k, fb, fq, root, t, n, sig, bsig,
