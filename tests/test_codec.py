@@ -345,6 +345,16 @@ def test_band_ends_cover_each_channels_subband_of_4x4_blocks(shape):
         seen[i:e] = True
     # every entry of a 4x4 block belongs to one such run; no other entry does
     assert np.array_equal(seen, lay.blk >= 0)
+    # the run mode's per-block tables, from the entries: where block b ends, and whether block
+    # b + 1 starts there in the same channel's subband
+    bnext, bfin = cx[14], cx[15]
+    for b in range(lay.n_blocks):
+        first = np.flatnonzero(lay.blk == b)
+        e = first[-1] + 1
+        assert bfin[b] == e == lay.blk_end[first[0]]
+        follows = (e < lay.size and lay.blk[e] == b + 1
+                   and (lay.sb[e], lay.ch[e]) == (lay.sb[first[0]], lay.ch[first[0]]))
+        assert bool(bnext[b]) == follows
 
 
 @pytest.mark.parametrize("shape", [(40, 56, 3), (33, 17), (64, 48), (3, 5), (130, 70, 3)])
