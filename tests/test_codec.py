@@ -113,6 +113,26 @@ def _header(h, w, c):
     return head + struct.pack("<I", zlib.crc32(head))
 
 
+def test_a_file_of_an_older_format_version_is_refused_in_one_line(tmp_path, capsys):
+    # a valid header (CRC and all) of the format before this one: each version changes the
+    # coder, so its payload would decode to garbage; one line says so, exit status 2
+    import struct
+    import zlib
+
+    from wavecode.codec import VERSION
+    head = bytearray(_header(16, 16, 1)[:20])
+    head[3] = VERSION - 1
+    data = bytes(head) + struct.pack("<I", zlib.crc32(bytes(head))) + bytes(40)
+    with pytest.raises(ValueError, match=f"version {VERSION - 1} .*reads version {VERSION}"):
+        decompress(data)
+    path = tmp_path / "old.wvc"
+    path.write_bytes(data)
+    assert main(["decode", str(path), str(tmp_path / "old.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "re-encode" in err
+    assert not (tmp_path / "old.png").exists()
+
+
 def test_a_header_asking_for_terabytes_is_refused(tmp_path, capsys, monkeypatch):
     """34 bytes can claim a 65535 x 65535 colour image: refused up front, in one line."""
     data = _header(65535, 65535, 3) + b"\0" * 8

@@ -318,7 +318,8 @@ def info(data: bytes) -> dict:
         raise ValueError("corrupted .wvc header (CRC mismatch)")
     _, version, h, w, c, levels, transform, depth, exponent, final, colour, _ = fields
     if version != VERSION:
-        raise ValueError(f"unsupported .wvc version {version}")
+        raise ValueError(f"unsupported .wvc version {version} (this wavecode reads version "
+                         f"{VERSION} only: re-encode the image)")
     if not (1 <= h < MAX_SIDE and 1 <= w < MAX_SIDE and c in (1, 3) and depth == 8
             and transform in (0, 1) and colour in (0, 1, 2) and levels <= _levels_for(h, w)
             and levels == _levels_for(h, w) and final <= exponent + 1 and exponent <= 40):
