@@ -482,6 +482,14 @@ def _luma_busy(b, bsig, bluma):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _row_goes_on(b, root, bsig, bnext, bfin):
+    """Does the S pass's loop over empty 4x4 blocks go on from block ``b`` to ``b + 1``, coding
+    it as the outer loop would: a plain, empty block of the same subband (not a subband's
+    first, not at the end of plane 0's root)?"""
+    return bnext[_u(b)] != 0 and bsig[_u(b + 1)] == 0 and bfin[_u(b + 1)] != root
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _quiet_run(b, root, bsig, qsig, nbusy, bpar, bluma, bnext, bfin):
     """The run of quiet, empty 4x4 blocks from block ``b`` (where the S pass's tight loop
     stands): how many, up to ``_RUN_MAX``, the loop would code in turn, and whether one of them
@@ -491,7 +499,7 @@ def _quiet_run(b, root, bsig, qsig, nbusy, bpar, bluma, bnext, bfin):
     r = 0
     lum = 0
     while r < _RUN_MAX:
-        if r > 0 and (not bnext[_u(b - 1)] or bsig[_u(b)] > 0 or bfin[_u(b)] == root):
+        if r > 0 and not _row_goes_on(b - 1, root, bsig, bnext, bfin):
             break
         pq = bpar[_u(b)]
         if nbusy[_u(b)] != 0 or (pq >= 0 and qsig[_u(pq)] > 0):
@@ -942,10 +950,10 @@ def _make_code(enc):
                                     break
                                 left = max(left - 1, 0)
                             # on to the next block only where the outer loop would code it
-                            # the same way: a plain, empty 4x4 block, not a subband's first;
-                            # in a run that wakes the encoder only stops at its budget (its
-                            # cursor holds no run: it must not pause there for a bigger buffer)
-                            if (not bnext[_u(b)] or bsig[_u(b + 1)] > 0 or bfin[_u(b + 1)] == root
+                            # the same way; in a run that wakes the encoder only stops at its
+                            # budget (its cursor holds no run: it must not pause there for a
+                            # bigger buffer)
+                            if (not _row_goes_on(b, root, bsig, bnext, bfin)
                                     or (_halt(enc, st, budget) if left > 0
                                         else _stop(enc, st, budget, buf))):
                                 tok = G4
